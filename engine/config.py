@@ -1,0 +1,222 @@
+"""Frozen configuration dataclasses for every engine component, YAML loading and validated dotted overrides.
+
+A config file is a YAML mapping whose nesting mirrors the dataclasses, e.g.::
+
+    tracker:
+      max_age: 30
+    graph:
+      box_tolerance_px: 2.0
+
+Overrides are ``"tracker.max_age=30"`` strings; the value is parsed as YAML (so ``true``, ``0.5``, ``[1, 2]`` work).
+An unknown key, at any depth, raises a ``ConfigError`` naming the full dotted key, as does a value of the wrong type.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not match the dataclasses (unknown key, wrong type, bad value)."""
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Two-stage (ByteTrack-style) IoU tracker with a constant-velocity Kalman filter. Units: frames, pixels."""
+
+    high_score: float = 0.5          # detections at or above this go to the first association stage
+    low_score: float = 0.1           # detections below this are dropped; in between go to the second stage
+    new_track_score: float = 0.6     # an unmatched high detection starts a track only above this score
+    match_iou_high: float = 0.2      # minimum IoU to accept a first-stage match
+    match_iou_low: float = 0.5       # minimum IoU to accept a second-stage (low score) match
+    match_iou_tentative: float = 0.3 # minimum IoU to match a tentative track with the leftover high detections
+    min_hits: int = 3                # consecutive matched frames before a tentative track is confirmed
+    max_age: int = 30                # frames a confirmed track may go unmatched before it is removed
+    max_tracks: int = 1024           # hard cap on live tracks (tentative + confirmed + lost)
+    class_gating: bool = True        # only match detections and tracks with the same label
+    std_weight_position: float = 1.0 / 20   # Kalman noise, as a fraction of box height
+    std_weight_velocity: float = 1.0 / 160
+
+    def __post_init__(self):
+        _check(0.0 <= self.low_score <= self.high_score <= 1.0, "tracker: need 0 <= low_score <= high_score <= 1")
+        for name in ("match_iou_high", "match_iou_low", "match_iou_tentative"):
+            _check(0.0 <= getattr(self, name) <= 1.0, f"tracker.{name} must be in [0, 1]")
+        _check(self.min_hits >= 1, "tracker.min_hits must be >= 1")
+        _check(self.max_age >= 0, "tracker.max_age must be >= 0")
+        _check(self.max_tracks >= 1, "tracker.max_tracks must be >= 1")
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """How the scene graph is published. Tolerances make deltas small: an entity is re-sent only when its box moved
+    more than ``box_tolerance_px`` (any corner, pixels) or its score changed more than ``score_tolerance``; a relation
+    only when its score changed more than ``score_tolerance``. 0 means every change is sent."""
+
+    box_tolerance_px: float = 0.0
+    score_tolerance: float = 0.0
+
+    def __post_init__(self):
+        _check(self.box_tolerance_px >= 0 and self.score_tolerance >= 0, "graph tolerances must be >= 0")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Top-level engine config, composed of one slice per component."""
+
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    numba_cache_dir: str = ""  # empty: numba's default (__pycache__ next to the code); set for read-only installs
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+# --------------------------------------------------------------------------------------------- generic loading
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check/convert one leaf value against a dataclass field type; raise ConfigError naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{key}: {value!r} matches none of {tp}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        out = [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, prefix=key)
+    return value
+
+
+def from_dict(cls: type[T], data: dict | None, prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a nested mapping; unknown keys and wrong types raise ConfigError."""
+    if data is None:
+        data = {}
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or cls.__name__}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in data.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in names:
+            raise ConfigError(f"unknown config key '{key}' (valid keys here: {', '.join(sorted(names))})")
+        kwargs[k] = _coerce(v, hints[k], key)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{prefix or cls.__name__}: {e}") from e
+
+
+def to_dict(cfg) -> dict:
+    """Nested plain dict of a config dataclass (tuples become lists), suitable for YAML or JSON."""
+    def conv(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        return v
+    return conv(cfg)
+
+
+def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Return a copy of nested ``data`` with ``"a.b.c=value"`` overrides merged in (value parsed as YAML)."""
+    out = _deep_copy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        key, raw = item.split("=", 1)
+        key = key.strip().lstrip("-")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override '{item}': value is not valid YAML ({e})") from e
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{item}': '{p}' is not a section")
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(d: dict) -> dict:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}
+
+
+def load_yaml(path: str | Path | None) -> dict:
+    """Read a YAML mapping; a missing or non-mapping file raises ConfigError naming the path."""
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> T:
+    """Load ``cls`` from an optional YAML file plus dotted ``key=value`` overrides."""
+    return from_dict(cls, apply_overrides(load_yaml(path), overrides))
+
+
+def load_engine_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> EngineConfig:
+    return load_config(EngineConfig, path, overrides)
