@@ -1,0 +1,80 @@
+"""Incremental scene-graph protocol (the ZeroMQ guide's Clone pattern): diff two graphs, apply a delta.
+
+A publisher keeps the graph its subscribers have (``published``) and sends ``diff(published, current)``; every
+subscriber runs ``apply``. With non-zero tolerances the published graph lags the engine's by at most the tolerance,
+and because the next diff is taken against the *published* graph, errors never accumulate.
+"""
+from __future__ import annotations
+
+import math
+
+from engine.types import Entity, GraphDelta, Relation, SceneGraph
+
+
+class SequenceError(ValueError):
+    """A delta that does not follow the graph: other epoch, or seq != graph.seq + 1 (a gap or a replay)."""
+
+
+def _entity_changed(a: Entity, b: Entity, box_tol: float, score_tol: float) -> bool:
+    if a.label != b.label or a.first_seen != b.first_seen:
+        return True
+    if box_tol <= 0 and score_tol <= 0:
+        return a != b
+    return (max(abs(p - q) for p, q in zip(a.box_xyxy, b.box_xyxy)) > box_tol
+            or abs(a.score - b.score) > score_tol)
+
+
+def _relation_changed(a: Relation, b: Relation, score_tol: float) -> bool:
+    if a.start_time != b.start_time or math.isnan(a.uncertainty) != math.isnan(b.uncertainty):
+        return True
+    if score_tol <= 0:
+        return a != b
+    du = 0.0 if math.isnan(a.uncertainty) else abs(a.uncertainty - b.uncertainty)
+    return abs(a.score - b.score) > score_tol or du > score_tol
+
+
+def diff(prev: SceneGraph, cur: SceneGraph, box_tolerance_px: float = 0.0, score_tolerance: float = 0.0) -> GraphDelta:
+    """The delta taking ``prev`` to ``cur`` (exactly, when both tolerances are 0).
+
+    ``cur.seq`` must be ``prev.seq + 1`` and both must share an epoch. Items are listed in sorted key order so the
+    same pair of graphs always gives byte-identical wire messages.
+    """
+    if cur.epoch != prev.epoch:
+        raise SequenceError(f"diff across epochs: {prev.epoch!r} -> {cur.epoch!r}")
+    if cur.seq != prev.seq + 1:
+        raise SequenceError(f"diff needs cur.seq == prev.seq + 1, got {prev.seq} -> {cur.seq}")
+    pe, ce = prev.entities, cur.entities
+    up_e = tuple(ce[i] for i in sorted(ce) if i not in pe or _entity_changed(pe[i], ce[i], box_tolerance_px,
+                                                                           score_tolerance))
+    rm_e = tuple(sorted(i for i in pe if i not in ce))
+    pr, cr = prev.relations, cur.relations
+    up_r = tuple(cr[k] for k in sorted(cr) if k not in pr or _relation_changed(pr[k], cr[k], score_tolerance))
+    rm_r = tuple(sorted(k for k in pr if k not in cr))
+    return GraphDelta(cur.epoch, cur.seq, cur.t, up_e, rm_e, up_r, rm_r)
+
+
+def apply(graph: SceneGraph, delta: GraphDelta) -> SceneGraph:
+    """The graph after ``delta`` (pure: ``graph`` is not modified). Raises SequenceError on a gap, replay or epoch
+    change, and ValueError when the delta would leave a relation pointing at a missing entity."""
+    if delta.epoch != graph.epoch:
+        raise SequenceError(f"delta from epoch {delta.epoch!r} applied to a graph of epoch {graph.epoch!r}")
+    if delta.seq != graph.seq + 1:
+        raise SequenceError(f"delta seq {delta.seq} does not follow graph seq {graph.seq}")
+    ents = dict(graph.entities)
+    for i in delta.remove_entity_ids:
+        ents.pop(i, None)
+    for e in delta.upsert_entities:
+        ents[e.id] = e
+    rels = {k: r for k, r in graph.relations.items() if k[0] in ents and k[2] in ents}
+    for k in delta.remove_relations:
+        rels.pop(tuple(k), None)
+    for r in delta.upsert_relations:
+        if r.subject_id not in ents or r.object_id not in ents:
+            raise ValueError(f"delta seq {delta.seq}: relation {r.key} refers to a missing entity")
+        rels[r.key] = r
+    return SceneGraph(t=delta.t, entities=ents, relations=rels, epoch=delta.epoch, seq=delta.seq)
+
+
+def empty_graph(epoch: str) -> SceneGraph:
+    """The graph every epoch starts from (seq 0)."""
+    return SceneGraph(t=0.0, epoch=epoch, seq=0)
