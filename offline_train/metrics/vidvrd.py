@@ -1,0 +1,204 @@
+"""VidVRD/VidOR relation instances: the validated record, its JSON forms and the trajectory vIoU of the scorer.
+
+A relation instance is ``subject --predicate--> object`` over a frame interval of one video, with one box per frame
+for the subject and the object. This is the unit of the official VidVRD-helper scorer (used for ImageNet-VidVRD
+and VidOR), for ground truth and predictions alike.
+
+Conventions (those of VidVRD-helper, which the metrics in ``relation_detection`` and ``relation_tagging`` follow):
+
+* Frames are integer indices at the video's native frame rate; an interval is ``[begin_fid, end_fid)`` with
+  ``end_fid`` **exclusive**, so it holds ``end_fid - begin_fid`` frames (at least one).
+* Boxes are ``xyxy`` in pixels of the video frame, origin top-left, ``x2 >= x1``, ``y2 >= y1``. Areas and
+  intersections use the **+1-pixel** convention of the reference: a box covers ``(x2 - x1 + 1) * (y2 - y1 + 1)``
+  pixels and two boxes intersect over ``max(0, min(x2) - max(x1) + 1)`` by ``max(0, min(y2) - max(y1) + 1)``.
+* ``viou_xyxy`` (voluminal IoU) of two trajectories sums the per-frame intersections over the frames the two
+  intervals share and divides by the summed areas of **every** frame of both trajectories minus that sum; frames
+  outside the overlap count only in the denominator, and disjoint (or merely touching) intervals give 0.
+
+JSON forms: ``relation_instances_from_vidor`` reads one official VidOR/VidVRD annotation file (what VidVRD-helper's
+``Dataset.get_relation_insts`` yields); ``predictions_from_json`` / ``predictions_to_json`` read and write the
+official prediction file, ``{"results": {video_id: [{"triplet": [s, p, o], "score": f, "duration": [b, e],
+"sub_traj": [[x1, y1, x2, y2], ...], "obj_traj": [...]}, ...]}}`` (a bare ``{video_id: [...]}`` mapping is
+accepted too), which is what ``vsgg eval`` writes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+Triplet = tuple[str, str, str]  # (subject category, predicate, object category)
+
+
+def _trajectory(name: str, value, n_frames: int) -> np.ndarray:
+    """Validate an (n_frames, 4) xyxy pixel trajectory; return a read-only float64 copy."""
+    try:
+        a = np.array(value, dtype=np.float64, copy=True)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name}: not a numeric (T, 4) array of xyxy boxes ({e})") from None
+    if a.ndim != 2 or a.shape[1] != 4:
+        raise ValueError(f"{name}: expected shape (T, 4) xyxy boxes, got {a.shape}")
+    if len(a) != n_frames:
+        raise ValueError(f"{name}: has {len(a)} boxes but the duration holds {n_frames} frames (end exclusive)")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name}: contains NaN or inf")
+    bad = (a[:, 2] < a[:, 0]) | (a[:, 3] < a[:, 1])
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}: box {i} has negative width or height ({a[i].tolist()}); expected x1<=x2, y1<=y2")
+    a.flags.writeable = False
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class RelationInstance:
+    """One relation instance of one video, ground truth or prediction. Validated on construction.
+
+    triplet:   (subject category, predicate, object category), non-empty strings.
+    begin_fid: first frame index (int >= 0). end_fid: one past the last frame (exclusive), > begin_fid.
+    sub_traj:  (end_fid - begin_fid, 4) float64 xyxy pixel boxes of the subject, one per frame; read-only.
+    obj_traj:  same for the object.
+    score:     ranking confidence, any finite float (ground truth: unused, 1.0 by default).
+    """
+
+    triplet: Triplet
+    begin_fid: int
+    end_fid: int
+    sub_traj: np.ndarray
+    obj_traj: np.ndarray
+    score: float = 1.0
+
+    def __post_init__(self):
+        t = self.triplet
+        if not isinstance(t, (tuple, list)) or len(t) != 3 or not all(isinstance(x, str) and x for x in t):
+            raise ValueError(f"triplet: expected (subject, predicate, object) non-empty strings, got {t!r}")
+        for name in ("begin_fid", "end_fid"):
+            v = getattr(self, name)
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise ValueError(f"{name}: expected an integer frame index, got {v!r}")
+        b, e = int(self.begin_fid), int(self.end_fid)
+        if b < 0 or e <= b:
+            raise ValueError(f"duration: expected 0 <= begin_fid < end_fid (end exclusive), got [{b}, {e})")
+        s = self.score
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, float, np.integer, np.floating)):
+            raise ValueError(f"score: expected a number, got {s!r}")
+        if not math.isfinite(float(s)):
+            raise ValueError(f"score: must be finite, got {s!r}")
+        object.__setattr__(self, "triplet", tuple(t))
+        object.__setattr__(self, "begin_fid", b)
+        object.__setattr__(self, "end_fid", e)
+        object.__setattr__(self, "score", float(s))
+        object.__setattr__(self, "sub_traj", _trajectory("sub_traj", self.sub_traj, e - b))
+        object.__setattr__(self, "obj_traj", _trajectory("obj_traj", self.obj_traj, e - b))
+
+    @property
+    def predicate(self) -> str:
+        return self.triplet[1]
+
+
+def rank_by_score(rels: list[RelationInstance], top: int | None = None) -> list[RelationInstance]:
+    """``rels`` by descending score, ties kept in input order (Python's stable ``sorted(reverse=True)``, as the
+    reference sorts); only the first ``top`` when ``top`` is given."""
+    ranked = sorted(rels, key=lambda r: r.score, reverse=True)
+    return ranked if top is None else ranked[:top]
+
+
+def check_video_ids(gt: Mapping, pred: Mapping) -> None:
+    """Raise a ValueError naming the ids when ``pred`` has videos that ``gt`` lacks (a split or id mix-up).
+
+    Ground-truth videos absent from ``pred`` are allowed: the reference scores them as having no predictions.
+    """
+    extra = sorted(set(map(str, pred)) - set(map(str, gt)))
+    if extra:
+        raise ValueError(f"pred: {len(extra)} video id(s) not in the ground truth, e.g. {extra[:5]}")
+    for vid, rels in list(gt.items()) + list(pred.items()):
+        if not isinstance(rels, (list, tuple)) or not all(isinstance(r, RelationInstance) for r in rels):
+            raise TypeError(f"video '{vid}': expected a list of RelationInstance")
+
+
+def viou_xyxy(traj_a: np.ndarray, begin_a: int, traj_b: np.ndarray, begin_b: int) -> float:
+    """Voluminal IoU of two trajectories (T_a, 4) and (T_b, 4) xyxy pixels starting at frames begin_a / begin_b.
+
+    +1-pixel areas; intersections summed over shared frames only; union = both volumes minus the intersection.
+    """
+    end_a, end_b = begin_a + len(traj_a), begin_b + len(traj_b)
+    lo, hi = max(begin_a, begin_b), min(end_a, end_b)
+    if hi <= lo:
+        return 0.0
+    a = traj_a[lo - begin_a: hi - begin_a]
+    b = traj_b[lo - begin_b: hi - begin_b]
+    iw = np.maximum(0.0, np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + 1.0)
+    ih = np.maximum(0.0, np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + 1.0)
+    inter = float(np.sum(iw * ih))
+    vol_a = float(np.sum((traj_a[:, 2] - traj_a[:, 0] + 1.0) * (traj_a[:, 3] - traj_a[:, 1] + 1.0)))
+    vol_b = float(np.sum((traj_b[:, 2] - traj_b[:, 0] + 1.0) * (traj_b[:, 3] - traj_b[:, 1] + 1.0)))
+    return inter / (vol_a + vol_b - inter)
+
+
+def _instance_from_json(name: str, r) -> RelationInstance:
+    if not isinstance(r, Mapping):
+        raise ValueError(f"{name}: expected a mapping with triplet, score, duration, sub_traj, obj_traj")
+    missing = [k for k in ("triplet", "score", "duration", "sub_traj", "obj_traj") if k not in r]
+    if missing:
+        raise ValueError(f"{name}: missing field(s) {missing}")
+    d = r["duration"]
+    if not isinstance(d, (list, tuple)) or len(d) != 2:
+        raise ValueError(f"{name}.duration: expected [begin_fid, end_fid], got {d!r}")
+    try:
+        return RelationInstance(r["triplet"], d[0], d[1], r["sub_traj"], r["obj_traj"], r["score"])
+    except ValueError as e:
+        raise ValueError(f"{name}.{e}") from None
+
+
+def predictions_from_json(data: Mapping) -> dict[str, list[RelationInstance]]:
+    """Parse the official prediction structure (``{"results": {vid: [...]}}`` or a bare ``{vid: [...]}``)."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"predictions: expected a mapping, got {type(data).__name__}")
+    results = data["results"] if "results" in data else data
+    if not isinstance(results, Mapping):
+        raise ValueError("predictions.results: expected a mapping video_id -> list of relation instances")
+    out: dict[str, list[RelationInstance]] = {}
+    for vid, rels in results.items():
+        if not isinstance(rels, (list, tuple)):
+            raise ValueError(f"predictions['{vid}']: expected a list of relation instances")
+        out[str(vid)] = [_instance_from_json(f"predictions['{vid}'][{i}]", r) for i, r in enumerate(rels)]
+    return out
+
+
+def predictions_to_json(preds: Mapping[str, list[RelationInstance]], version: str = "VERSION 1.0") -> dict:
+    """The official prediction structure for ``preds`` (JSON-serialisable plain Python)."""
+    return {"version": version, "results": {
+        str(vid): [{"triplet": list(r.triplet), "score": r.score, "duration": [r.begin_fid, r.end_fid],
+                    "sub_traj": r.sub_traj.tolist(), "obj_traj": r.obj_traj.tolist()} for r in rels]
+        for vid, rels in preds.items()}}
+
+
+def relation_instances_from_vidor(anno: Mapping) -> list[RelationInstance]:
+    """Ground-truth relation instances of one official VidOR/VidVRD annotation (the parsed JSON file).
+
+    Trajectories are cut from ``trajectories[begin_fid:end_fid]``; a frame that lacks the subject's or object's
+    box raises a ValueError (the reference would raise a KeyError there).
+    """
+    for key in ("subject/objects", "trajectories", "relation_instances"):
+        if key not in anno:
+            raise ValueError(f"annotation: missing field '{key}'")
+    category = {o["tid"]: o["category"] for o in anno["subject/objects"]}
+    frames = [{b["tid"]: (b["bbox"]["xmin"], b["bbox"]["ymin"], b["bbox"]["xmax"], b["bbox"]["ymax"])
+               for b in frame} for frame in anno["trajectories"]]
+    out = []
+    for i, r in enumerate(anno["relation_instances"]):
+        name = f"annotation.relation_instances[{i}]"
+        s, o, b, e = r["subject_tid"], r["object_tid"], r["begin_fid"], r["end_fid"]
+        if s not in category or o not in category:
+            raise ValueError(f"{name}: subject_tid {s} or object_tid {o} is not in subject/objects")
+        if not 0 <= b < e <= len(frames):
+            raise ValueError(f"{name}: duration [{b}, {e}) is outside the {len(frames)} annotated frames")
+        try:
+            sub = [frames[f][s] for f in range(b, e)]
+            obj = [frames[f][o] for f in range(b, e)]
+        except KeyError as k:
+            raise ValueError(f"{name}: trajectory of tid {k} has no box in a frame of [{b}, {e})") from None
+        out.append(RelationInstance((category[s], r["predicate"], category[o]), b, e, sub, obj))
+    return out

@@ -1,0 +1,84 @@
+"""StreamingRelationModel: pair tokens -> spatial encoder (per frame) -> causal temporal decoder -> predicate head.
+
+Two entry points compute the same function:
+
+* ``forward_clip`` for training: a whole clip of one video at once, (T, P) pairs with a presence mask.
+* ``forward_step`` for streaming/export: one frame, the pairs present in it, and explicit state tensors per pair.
+
+State of one pair (all tensors row-aligned with the pairs of the step):
+  window        (P, L-1, d)  spatial tokens of the pair's previous observations, oldest first
+  window_valid  (P, L-1)     1.0 where the window slot holds a token, 0.0 before the pair has L-1 observations
+  prev_out      (P, d)       temporal decoder output at the pair's previous observation (zeros at the first)
+A new pair starts from zeros. A pair's state only advances on frames where the pair is observed.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from offline_train.models.pair_token import PairTokenizer
+from offline_train.models.relation_head import RelationHead
+from offline_train.models.spatial import SpatialEncoder
+from offline_train.models.temporal import ShortTermMessage, TemporalDecoder
+
+
+class StreamingRelationModel(nn.Module):
+    def __init__(self, tokenizer: PairTokenizer, spatial: SpatialEncoder, temporal: TemporalDecoder,
+                 message: ShortTermMessage, head: RelationHead):
+        super().__init__()
+        self.tokenizer, self.spatial, self.temporal, self.message, self.head = tokenizer, spatial, temporal, message, head
+        self.window = temporal.window
+        self.d_model = temporal.age.shape[1]
+
+    # ------------------------------------------------------------------------------------------ streaming
+    def forward_step(self, feats, subj_label, obj_label, window, window_valid, prev_out):
+        """One frame. feats (P, F) float32, subj_label/obj_label (P,) int64, state as in the module docstring.
+
+        Returns scores (P, C) probabilities and the new state (window, window_valid, prev_out)."""
+        logits, new_window, new_valid, e_t = self.step_logits(feats, subj_label, obj_label, window, window_valid,
+                                                              prev_out)
+        return self.head.scores(logits), new_window, new_valid, e_t
+
+    def step_logits(self, feats, subj_label, obj_label, window, window_valid, prev_out):
+        s = self.spatial(self.tokenizer(feats, subj_label, obj_label)[None])[0]          # (P, d)
+        full = torch.cat([window, s[:, None, :]], dim=1)                                   # (P, L, d)
+        valid = torch.cat([window_valid, torch.ones_like(window_valid[:, :1])], dim=1)    # (P, L)
+        e_t = self.temporal(full, valid)                                                    # (P, d)
+        logits = self.head(self.message(e_t, prev_out))
+        return logits, full[:, 1:], valid[:, 1:], e_t
+
+    def initial_state(self, num_pairs: int):
+        d, w = self.d_model, self.window - 1
+        z = torch.zeros
+        return z(num_pairs, w, d), z(num_pairs, w), z(num_pairs, d)
+
+    # ------------------------------------------------------------------------------------------ training
+    def forward_clip(self, feats, subj_label, obj_label, present):
+        """A clip of one video. feats (T, P, F), subj_label/obj_label (P,) int64, present (T, P) bool.
+
+        Returns logits (T, P, C); rows where ``present`` is False are meaningless and must be masked by the caller."""
+        t_len, p, _ = feats.shape
+        d, w = self.d_model, self.window
+        tok = self.tokenizer(feats.reshape(t_len * p, -1), subj_label.repeat(t_len), obj_label.repeat(t_len))
+        s = self.spatial(tok.reshape(t_len, p, d), present.float())                        # (T, P, d)
+
+        # Each pair's observations compacted in time order: rank r = how many times it was seen before.
+        rank = present.long().cumsum(0) - 1                                                 # (T, P)
+        pair_ix = torch.arange(p, device=feats.device)[None].expand(t_len, p)
+        flat = (pair_ix * t_len + rank.clamp(min=0))                                        # (T, P) -> compact slot
+        compact = torch.zeros(p * t_len, d, dtype=s.dtype, device=s.device)
+        sel = present.reshape(-1)
+        compact = compact.index_copy(0, flat.reshape(-1)[sel], s.reshape(-1, d)[sel])
+        offs = torch.arange(-(w - 1), 1, device=feats.device)                              # (L,)
+        wrank = rank[..., None] + offs                                                       # (T, P, L)
+        wvalid = (wrank >= 0) & present[..., None]
+        widx = pair_ix[..., None] * t_len + wrank.clamp(min=0)
+        win = compact[widx.reshape(-1)].reshape(t_len * p, w, d)
+        e = self.temporal(win, wvalid.reshape(t_len * p, w).float()).reshape(t_len, p, d)  # (T, P, d)
+
+        # e_{t-1}: decoder output at the pair's previous observation.
+        ce = torch.zeros(p * t_len, d, dtype=e.dtype, device=e.device)
+        ce = ce.index_copy(0, flat.reshape(-1)[sel], e.reshape(-1, d)[sel])
+        prev_idx = pair_ix * t_len + (rank - 1).clamp(min=0)
+        prev = ce[prev_idx.reshape(-1)].reshape(t_len, p, d) * (rank >= 1)[..., None].float()
+        return self.head(self.message(e.reshape(-1, d), prev.reshape(-1, d))).reshape(t_len, p, -1)
