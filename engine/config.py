@@ -44,6 +44,7 @@ class TrackerConfig:
     class_gating: bool = True        # only match detections and tracks with the same label
     std_weight_position: float = 1.0 / 20   # Kalman noise, as a fraction of box height
     std_weight_velocity: float = 1.0 / 160
+    std_weight_measurement: float = 1.0 / 20  # Kalman measurement noise (detector box error), fraction of box size
 
     def __post_init__(self):
         _check(0.0 <= self.low_score <= self.high_score <= 1.0, "tracker: need 0 <= low_score <= high_score <= 1")
@@ -65,6 +66,47 @@ class GraphConfig:
 
     def __post_init__(self):
         _check(self.box_tolerance_px >= 0 and self.score_tolerance >= 0, "graph tolerances must be >= 0")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """ONNX object detector in the common YOLO export layout (engine.detector.OnnxDetector). Units: pixels.
+
+    An empty ``model_path`` is a valid config (external detections need no detector); building an OnnxDetector
+    from it raises. ``providers`` are tried in order: "cpu", "cuda", "tensorrt" or a full onnxruntime name such as
+    "CUDAExecutionProvider"; ones this onnxruntime build lacks are skipped with a warning, and CPU is always last.
+    """
+
+    model_path: str = ""                        # .onnx file
+    classes_file: str = ""                      # text file, one class name per line, in the model's class order
+    input_size: tuple[int, int] | None = None   # model input (height, width); None = the model's fixed input shape
+    score_threshold: float = 0.25               # keep candidates whose best class score is > this
+    iou_threshold: float = 0.7                  # NMS: suppress when IoU > this (Ultralytics' predict default)
+    max_detections: int = 300                   # kept after NMS, highest scores first
+    class_agnostic: bool = False                # NMS across classes (True) or within each class (False)
+    providers: tuple[str, ...] = ("cpu",)
+    input_order: str = "bgr"                    # channel order of images given to detect(): "bgr" (OpenCV) or "rgb"
+    output_layout: str = "auto"                 # "auto", "yolov8", "yolov8_transposed" or "yolov5"
+    max_candidates: int = 30000                 # top-scoring candidates passed to NMS; bounds its worst case
+    intra_op_threads: int = 0                   # onnxruntime intra-op threads; 0 = its default
+
+    def __post_init__(self):
+        if self.input_size is not None:
+            _check(len(self.input_size) == 2 and all(int(v) >= 1 for v in self.input_size),
+                   f"detector.input_size must be (height, width) >= 1, got {self.input_size}")
+        _check(0.0 <= self.score_threshold <= 1.0, "detector.score_threshold must be in [0, 1]")
+        _check(0.0 <= self.iou_threshold <= 1.0, "detector.iou_threshold must be in [0, 1]")
+        _check(self.max_detections >= 1, "detector.max_detections must be >= 1")
+        _check(self.max_candidates >= 1, "detector.max_candidates must be >= 1")
+        _check(self.intra_op_threads >= 0, "detector.intra_op_threads must be >= 0")
+        _check(len(self.providers) >= 1, "detector.providers must not be empty")
+        for p in self.providers:
+            _check(p in ("cpu", "cuda", "tensorrt") or str(p).endswith("ExecutionProvider"),
+                   f"detector.providers: unknown provider '{p}' (use cpu, cuda, tensorrt or an onnxruntime name)")
+        _check(self.input_order in ("bgr", "rgb"), f"detector.input_order must be 'bgr' or 'rgb', got "
+                                                   f"'{self.input_order}'")
+        _check(self.output_layout in ("auto", "yolov8", "yolov8_transposed", "yolov5"),
+               f"detector.output_layout must be auto, yolov8, yolov8_transposed or yolov5, got '{self.output_layout}'")
 
 
 @dataclass(frozen=True)

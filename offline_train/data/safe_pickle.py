@@ -4,8 +4,9 @@
 pickle is untrusted input. ``load_safe_pickle`` resolves only the globals below and refuses every other one with an
 ``UnsafePickleError`` that names the offending ``module.name`` and the file:
 
-* builtins containers the pickle opcodes cannot express directly: ``set``, ``frozenset``, ``bytearray``,
-  ``complex``, ``slice``, ``range`` and ``collections.OrderedDict``;
+* builtin scalar and container types (``bool``, ``int``, ``float``, ``str``, ``bytes``, ``tuple``, ``list``,
+  ``dict``, ``set``, ``frozenset``, ``bytearray``, ``complex``, ``slice``, ``range``) and ``collections.OrderedDict``:
+  protocol 2 names some of them as globals (e.g. ``__builtin__.bytes`` for empty bytes);
 * ``_codecs.encode``: how protocol-2 pickles written by Python 3 store ``bytes`` (e.g. a numpy array's buffer);
 * numpy array reconstruction: ``numpy.ndarray``, ``numpy.dtype``, ``numpy._core.multiarray._reconstruct`` and
   ``.scalar``, ``numpy._core.numeric._frombuffer`` (protocol 5). numpy < 2 wrote ``numpy.core.*``; those names are
@@ -27,6 +28,7 @@ from numpy._core import multiarray as _multiarray
 from numpy._core import numeric as _numeric
 
 _ALLOWED = {
+    **{("builtins", t.__name__): t for t in (bool, int, float, str, bytes, tuple, list, dict)},
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
     ("builtins", "bytearray"): bytearray,

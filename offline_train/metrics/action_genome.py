@@ -53,6 +53,7 @@ from offline_train.metrics.mean_recall import MEAN_OVER, MeanRecall
 GROUPS = (("attention", 0, 3), ("spatial", 3, 9), ("contacting", 9, 26))  # (name, first, end) predicate indices
 NUM_PREDICATES = 26
 MODES = ("with", "semi", "no")
+NEVER = np.iinfo(np.int64).max  # first-hit rank of a ground-truth triplet that no candidate recalls
 
 
 @lru_cache(maxsize=1)
@@ -71,6 +72,8 @@ def _person_label() -> int:
 def _array(name: str, value, shape: tuple, kind: str) -> np.ndarray:
     """Validated read-only copy; ``shape`` uses None for a free axis; kind 'f' (finite float64) or 'i' (int64)."""
     a = np.asarray(value)
+    if a.size == 0 and a.dtype.kind in "fiu":
+        a = a.astype(np.int64)  # an empty list parses as float64; it is a valid empty index or score array
     if a.dtype == np.bool_ or a.dtype.kind not in ("iu" if kind == "i" else "fiu"):
         raise ValueError(f"{name}: expected {'an integer' if kind == 'i' else 'a numeric'} array, got dtype {a.dtype}")
     if a.ndim == 1 and a.size == 0 and len(shape) == 2:
@@ -123,8 +126,10 @@ class AGFrameGT:
     person_label: int | None = None
 
     def __post_init__(self):
-        person = _boxes("person_box_xyxy", np.reshape(np.asarray(self.person_box_xyxy), (-1, 4))
-                        if np.size(self.person_box_xyxy) == 4 else self.person_box_xyxy, 1)[0]
+        person = np.asarray(self.person_box_xyxy)
+        if person.shape != (4,):
+            raise ValueError(f"person_box_xyxy: expected shape (4,), got {person.shape}")
+        person = _boxes("person_box_xyxy", person[None], 1)[0]
         boxes = _boxes("object_boxes_xyxy", self.object_boxes_xyxy)
         m = len(boxes)
         labels = _array("object_labels", self.object_labels, (m,), "i")
@@ -156,14 +161,13 @@ class AGFrameGT:
 
     def triplets(self) -> tuple[np.ndarray, np.ndarray]:
         """(G, 2) int64 (subject, object) box indices with 0 = person, m + 1 = object m; (G,) int64 predicates."""
-        pairs, preds = [], []
+        rows = []  # (subject, object, predicate)
         for m in range(len(self.object_labels)):
-            pairs.append((0, m + 1)), preds.append(int(self.attention[m]))
-            for p in self.spatial[m]:
-                pairs.append((m + 1, 0)), preds.append(p)
-            for p in self.contacting[m]:
-                pairs.append((0, m + 1)), preds.append(p)
-        return np.array(pairs, np.int64).reshape(-1, 2), np.array(preds, np.int64)
+            rows.append((0, m + 1, int(self.attention[m])))
+            rows.extend((m + 1, 0, p) for p in self.spatial[m])
+            rows.extend((0, m + 1, p) for p in self.contacting[m])
+        t = np.array(rows, np.int64).reshape(-1, 3)
+        return t[:, :2], t[:, 2]
 
 
 @dataclass(frozen=True, eq=False)
@@ -209,7 +213,7 @@ class AGFramePred:
             sub_obj = self.pairs[:, ::-1] if name == "spatial" else self.pairs
             if mode == "with" or (mode == "semi" and name == "attention"):
                 keep = np.zeros(s.shape, bool)
-                keep[np.arange(len(s)), np.argmax(s, axis=1) if len(s) else []] = True
+                keep[np.arange(len(s)), np.argmax(s, axis=1)] = True
             elif mode == "semi":
                 keep = s > semi_threshold
             else:
@@ -261,7 +265,7 @@ class ActionGenomeEvalConfig:
 
 def first_hit_ranks(gt: AGFrameGT, pred: AGFramePred, mode: str, cfg: ActionGenomeEvalConfig) -> np.ndarray:
     """(G,) int64: for each ground-truth triplet (``gt.triplets()`` order) the 0-based rank of the best-ranked
-    candidate that recalls it, or a value >= the number of kept candidates when none does."""
+    candidate that recalls it, or NEVER when none of the kept candidates does."""
     g_pairs, g_pred = gt.triplets()
     gt_boxes = np.vstack([gt.person_box_xyxy[None], gt.object_boxes_xyxy])
     gt_labels = np.concatenate([[gt.person_label], gt.object_labels])
@@ -276,9 +280,10 @@ def first_hit_ranks(gt: AGFrameGT, pred: AGFramePred, mode: str, cfg: ActionGeno
            & (gt_labels[g_pairs[:, 0]][:, None] == pred.labels[c_pairs[:, 0]][None, :])
            & (gt_labels[g_pairs[:, 1]][:, None] == pred.labels[c_pairs[:, 1]][None, :])
            & ok[g_pairs[:, 0]][:, c_pairs[:, 0]] & ok[g_pairs[:, 1]][:, c_pairs[:, 1]])   # (G, C)
-    none = len(order)
-    return np.where(hit.any(axis=1), np.argmax(hit, axis=1), none).astype(np.int64) if none else \
-        np.zeros(len(g_pred), np.int64)
+    never = np.full(len(g_pred), NEVER, np.int64)
+    if hit.shape[1] == 0:
+        return never
+    return np.where(hit.any(axis=1), np.argmax(hit, axis=1), never)
 
 
 @dataclass

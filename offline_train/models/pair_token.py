@@ -24,6 +24,7 @@ class PairTokenizer(nn.Module):
 
     def forward(self, feats: torch.Tensor, subj_label: torch.Tensor, obj_label: torch.Tensor) -> torch.Tensor:
         f = (feats - self.feat_mean) / self.feat_std
-        es = self.label_proj(self.label_table[subj_label])   # (N, d)
-        eo = self.label_proj(self.label_table[obj_label])
+        # Project the (C, E) table, then gather: the projection is a constant the ONNX runtime folds once.
+        table = self.label_proj(self.label_table)            # (C, d)
+        es, eo = table[subj_label], table[obj_label]         # (N, d)
         return self.norm(self.mlp(torch.cat([f, es, eo], dim=-1)))

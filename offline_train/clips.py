@@ -1,0 +1,59 @@
+"""Training tensors of one video: causal pair features, presence, category labels and per-frame predicate targets.
+
+Features come from ``engine.features.video_pair_features`` — the same code the runtime runs on live tracks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.features import video_pair_features
+from engine.vidvrd import VideoAnnotation, frame_labels
+from engine.vocab import Vocabulary
+
+
+@dataclass(frozen=True, eq=False)
+class VideoClip:
+    """All ordered pairs of one video. P = K (K - 1) pairs, C predicates, F features.
+
+    feats (T, P, F) float32; present (T, P) bool (both boxes seen); subj/obj (P,) column indices into the video's
+    objects; subj_label/obj_label (P,) int64 object-vocabulary indices; targets (T, P, C) bool.
+    """
+
+    video_id: str
+    feats: np.ndarray
+    present: np.ndarray
+    subj: np.ndarray
+    obj: np.ndarray
+    subj_label: np.ndarray
+    obj_label: np.ndarray
+    targets: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.feats.shape[0])
+
+    def crop(self, start: int, length: int) -> "VideoClip":
+        s = slice(start, start + length)
+        return VideoClip(self.video_id, self.feats[s], self.present[s], self.subj, self.obj, self.subj_label,
+                         self.obj_label, self.targets[s])
+
+
+def make_clip(ann: VideoAnnotation, objects: Vocabulary, predicates: Vocabulary, lag: int) -> VideoClip:
+    """Build the clip of ``ann`` (labels must already be in ``objects`` / ``predicates``; unknown ones raise)."""
+    times = np.arange(ann.frame_count) / ann.fps
+    feats, present, subj, obj = video_pair_features(ann.boxes, times, (ann.width, ann.height), lag)
+    labels = np.array(objects.indices(ann.categories), np.int64)
+    per_frame = frame_labels(ann, predicates)                               # (T, K, K, C)
+    targets = per_frame[:, subj, obj] if len(subj) else np.zeros((ann.frame_count, 0, len(predicates)), bool)
+    return VideoClip(ann.video_id, feats, present, subj, obj, labels[subj], labels[obj], targets)
+
+
+def feature_stats(clips: list[VideoClip]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (F,) of the features over every present pair-frame (std floored so constants stay finite)."""
+    rows = [c.feats[c.present] for c in clips if c.present.any()]
+    if not rows:
+        raise ValueError("no present pair in the training data: cannot compute feature statistics")
+    x = np.concatenate(rows).astype(np.float64)
+    return x.mean(0).astype(np.float32), np.maximum(x.std(0), 1e-2).astype(np.float32)

@@ -1,0 +1,154 @@
+"""DatasetConfig and ``load_dataset``: which annotation format to read, from where, into which label vocabularies.
+
+Switching datasets is a config change (YAML slice ``dataset:`` of the training config, or dotted overrides)::
+
+    dataset:                       # ImageNet-VidVRD, official JSON; train/ and test/ folders
+      kind: vidvrd
+      paths: [/data/vidvrd-dataset]
+      split: train
+    dataset:                       # VidOR mapped onto the VidVRD label space
+      kind: vidor
+      paths: [/data/vidor/annotation]
+      split: training              # -> annotation/training/<group>/<video_id>.json
+      object_vocab: vidvrd_objects
+      predicate_vocab: vidvrd_predicates
+      category_map: maps/vidor_to_vidvrd_objects.yaml
+      predicate_map: maps/vidor_to_vidvrd_predicates.yaml
+      unknown_category: drop
+    dataset:                       # Action Genome, STTran's protocol
+      kind: action_genome
+      paths: [/data/ag/annotations]  # folder holding person_bbox.pkl and object_bbox_and_relationship.pkl
+      split: train
+      min_frames: 3
+
+Vocabularies are built-in names (``engine/vocab/*.txt``: vidvrd_objects, vidvrd_predicates, ag_objects,
+ag_predicates) or paths to a text file with one name per line; empty means the kind's default (VidVRD's for vidvrd,
+AG's for action_genome; VidOR's 80/50 labels are not bundled, so vidor needs both set). Map files and the unknown-label
+policies are described in ``offline_train.data.label_map``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.config import ConfigError, load_config
+from engine.vidvrd import VideoAnnotation
+from engine.vocab import Vocabulary, builtin
+from offline_train.data.action_genome import ag_predicate_groups, load_action_genome
+from offline_train.data.label_map import UNKNOWN_POLICIES, LabelMap
+from offline_train.data.vidvrd_dataset import load_vidvrd_dataset
+
+KINDS = ("vidvrd", "vidor", "action_genome", "synthetic")
+_DEFAULT_VOCABS = {"vidvrd": ("vidvrd_objects", "vidvrd_predicates"), "vidor": ("", ""),
+                   "action_genome": ("ag_objects", "ag_predicates"),
+                   "synthetic": ("vidvrd_objects", "vidvrd_predicates")}
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Where the annotations are and how their labels become vocabulary indices.
+
+    kind:        'vidvrd' | 'vidor' (official JSON) | 'action_genome' (AG pickles) | 'synthetic'.
+    paths:       JSON files or folders (searched recursively) for vidvrd/vidor; AG's annotations folder.
+    split:       vidvrd/vidor: sub-folder joined to each folder path ('' = none); action_genome: 'train' | 'test' |
+                 '' (both), from the frames' metadata 'set'.
+    object_vocab, predicate_vocab: built-in vocabulary name or vocabulary file; '' = the kind's default.
+    category_map, predicate_map:   YAML/JSON {source_name: target_name or null} files; '' = identity.
+    unknown_category, unknown_predicate: 'error' | 'drop' for names neither mapped nor in the vocabulary.
+    min_frames:  skip videos with fewer (kept) frames; STTran's AG protocol uses 3.
+    max_videos:  load at most this many videos (0 = all), for quick runs.
+    ag_require_person_box: drop AG frames without a person box (STTran's default, True).
+    ag_fps:      assumed native frame rate of AG's Charades videos, for keyframe times in seconds.
+    """
+
+    kind: str = "vidvrd"
+    paths: tuple[str, ...] = ()
+    split: str = ""
+    object_vocab: str = ""
+    predicate_vocab: str = ""
+    category_map: str = ""
+    predicate_map: str = ""
+    unknown_category: str = "error"
+    unknown_predicate: str = "error"
+    min_frames: int = 1
+    max_videos: int = 0
+    ag_require_person_box: bool = True
+    ag_fps: float = 24.0
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ConfigError(f"dataset.kind must be one of {KINDS}, got {self.kind!r}")
+        for name in ("unknown_category", "unknown_predicate"):
+            if getattr(self, name) not in UNKNOWN_POLICIES:
+                raise ConfigError(f"dataset.{name} must be one of {UNKNOWN_POLICIES}, got {getattr(self, name)!r}")
+        if self.kind == "action_genome" and self.split not in ("", "train", "test"):
+            raise ConfigError(f"dataset.split for action_genome must be '', 'train' or 'test', got {self.split!r}")
+        if self.min_frames < 1 or self.max_videos < 0:
+            raise ConfigError("dataset.min_frames must be >= 1 and dataset.max_videos >= 0")
+        if not self.ag_fps > 0:
+            raise ConfigError(f"dataset.ag_fps must be > 0, got {self.ag_fps}")
+        if isinstance(self.paths, (str, Path)):
+            raise ConfigError(f"dataset.paths must be a list of paths, got the single string {self.paths!r}")
+        object.__setattr__(self, "paths", tuple(str(p) for p in self.paths))
+
+
+def load_dataset_config(path: str | Path | None = None, overrides: tuple[str, ...] = ()) -> DatasetConfig:
+    """DatasetConfig from a YAML file holding just this slice, plus dotted overrides (``kind=action_genome``)."""
+    return load_config(DatasetConfig, path, overrides)
+
+
+def _vocab(spec: str, default: str, field_name: str, kind: str) -> Vocabulary:
+    spec = spec or default
+    if not spec:
+        raise ConfigError(f"dataset.{field_name} must be set for kind '{kind}' (no bundled vocabulary)")
+    if "/" in spec or "\\" in spec or spec.endswith(".txt"):
+        return Vocabulary.from_file(spec)
+    return builtin(spec)
+
+
+def dataset_vocabularies(cfg: DatasetConfig) -> tuple[Vocabulary, Vocabulary]:
+    """(object vocabulary, predicate vocabulary) that ``load_dataset(cfg)`` maps labels into."""
+    objs, preds = _DEFAULT_VOCABS[cfg.kind]
+    return (_vocab(cfg.object_vocab, objs, "object_vocab", cfg.kind),
+            _vocab(cfg.predicate_vocab, preds, "predicate_vocab", cfg.kind))
+
+
+def label_maps(cfg: DatasetConfig) -> tuple[LabelMap, LabelMap]:
+    """(category map, predicate map) onto ``dataset_vocabularies(cfg)``, read from the configured map files."""
+    ov, pv = dataset_vocabularies(cfg)
+
+    def one(path: str, vocab: Vocabulary, policy: str) -> LabelMap:
+        return LabelMap.from_file(path, vocab, policy) if path else LabelMap(vocab, {}, policy)
+
+    return (one(cfg.category_map, ov, cfg.unknown_category), one(cfg.predicate_map, pv, cfg.unknown_predicate))
+
+
+def predicate_groups(cfg: DatasetConfig) -> dict[str, list[int]]:
+    """Predicate indices per group for grouped heads: AG's attention / spatial / contacting; {} for other kinds."""
+    if cfg.kind != "action_genome":
+        return {}
+    return ag_predicate_groups(dataset_vocabularies(cfg)[1], label_maps(cfg)[1])
+
+
+def load_dataset(cfg: DatasetConfig, progress: bool = True) -> list[VideoAnnotation]:
+    """Every video of the configured dataset as a VideoAnnotation with labels in ``dataset_vocabularies(cfg)``.
+
+    Boxes are xyxy float32 pixels. For action_genome the frame axis is the kept keyframes (see
+    ``offline_train.data.action_genome``; use ``load_action_genome`` directly for frame numbers and times).
+    """
+    if cfg.kind == "synthetic":
+        raise NotImplementedError(
+            "dataset.kind 'synthetic' is not wired yet: offline_train.synthetic has no video generator API "
+            "(generate videos by seed range) to call")
+    if not cfg.paths:
+        raise ConfigError(f"dataset.paths is empty: give the {cfg.kind} annotation files or folders")
+    cats, preds = label_maps(cfg)
+    if cfg.kind == "action_genome":
+        if len(cfg.paths) != 1:
+            raise ConfigError(f"dataset.paths for action_genome must be one annotations folder, got {cfg.paths}")
+        videos = load_action_genome(cfg.paths[0], cats, preds, split=cfg.split,
+                                    require_person_box=cfg.ag_require_person_box, min_frames=cfg.min_frames,
+                                    max_videos=cfg.max_videos, fps=cfg.ag_fps, progress=progress)
+        return [v.annotation for v in videos]
+    return load_vidvrd_dataset(cfg.paths, cats, preds, split=cfg.split, min_frames=cfg.min_frames,
+                               max_videos=cfg.max_videos, progress=progress)

@@ -1,0 +1,96 @@
+"""train_one_epoch and evaluate over lists of VideoClip. No argument parsing, no globals."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from offline_train.clips import VideoClip
+from offline_train.losses import relation_loss
+
+
+def clip_tensors(c: VideoClip, device="cpu"):
+    return (torch.from_numpy(c.feats).to(device), torch.from_numpy(c.subj_label).to(device),
+            torch.from_numpy(c.obj_label).to(device), torch.from_numpy(c.present).to(device),
+            torch.from_numpy(c.targets).to(device))
+
+
+def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    """Linear warm-up then cosine decay to 5 % of ``base``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    frac = (step - warmup) / max(1, total - warmup)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+def train_one_epoch(model, clips: list[VideoClip], optimizer, rng: np.random.Generator, *, groups, clip_len: int,
+                    videos_per_step: int, pos_weight: float, grad_clip: float, step: int, total_steps: int,
+                    base_lr: float, warmup: int, epoch: int, progress: bool = True) -> tuple[dict, int]:
+    """One pass over ``clips`` in random order, a random crop of ``clip_len`` frames each, ``videos_per_step`` videos
+    per optimizer step. Returns (mean losses, new global step)."""
+    model.train()
+    order = rng.permutation(len(clips))
+    sums: dict[str, float] = {}
+    n = 0
+    bar = tqdm(range(0, len(order), videos_per_step), desc=f"epoch {epoch}", disable=not progress, leave=False)
+    for b in bar:
+        for g in optimizer.param_groups:
+            g["lr"] = lr_at(step, total_steps, base_lr, warmup)
+        optimizer.zero_grad(set_to_none=True)
+        batch = [clips[i] for i in order[b:b + videos_per_step]]
+        for c in batch:
+            start = int(rng.integers(0, max(1, c.num_frames - clip_len + 1)))
+            feats, sl, ol, present, targets = clip_tensors(c.crop(start, clip_len))
+            if not present.any():
+                continue
+            losses = relation_loss(model.forward_clip(feats, sl, ol, present), targets, present, groups, pos_weight)
+            (losses["loss"] / len(batch)).backward()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            n += 1
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        step += 1
+        if n:
+            bar.set_postfix(loss=f"{sums['loss'] / n:.4f}")
+    return {k: v / max(n, 1) for k, v in sums.items()}, step
+
+
+@torch.no_grad()
+def evaluate(model, clips: list[VideoClip], *, groups, pos_weight: float, k: int = 5) -> dict:
+    """Validation loss and a frame-level ranking metric on whole videos.
+
+    mean_recall@k: for each predicate, the fraction of its positive (pair, frame)s where it is among the pair's
+    top-k predicted predicates, averaged over predicates that occur. precision@1: fraction of labelled
+    (pair, frame)s whose top-1 predicted predicate is a true one. The official VidVRD metrics are in `vsgg eval`.
+    """
+    model.eval()
+    loss_sum, n = 0.0, 0
+    hits = None
+    counts = None
+    p1_hit = p1_n = 0
+    for c in clips:
+        feats, sl, ol, present, targets = clip_tensors(c)
+        if not present.any():
+            continue
+        logits = model.forward_clip(feats, sl, ol, present)
+        loss_sum += float(relation_loss(logits, targets, present, groups, pos_weight)["loss"])
+        n += 1
+        lg, tg = logits[present], targets[present]                 # (N, C)
+        if hits is None:
+            hits = torch.zeros(tg.shape[1])
+            counts = torch.zeros(tg.shape[1])
+        topk = lg.topk(min(k, lg.shape[1]), dim=1).indices
+        in_top = torch.zeros_like(tg).scatter_(1, topk, True)
+        hits += (in_top & tg).sum(0).float()
+        counts += tg.sum(0).float()
+        labelled = tg.any(1)
+        p1_hit += int(tg[labelled].gather(1, lg[labelled].argmax(1, keepdim=True)).sum())
+        p1_n += int(labelled.sum())
+    occurring = counts > 0 if counts is not None else torch.zeros(0, dtype=torch.bool)
+    per_pred = (hits[occurring] / counts[occurring]) if occurring.any() else torch.zeros(0)
+    return {"val_loss": loss_sum / max(n, 1), f"mean_recall@{k}": float(per_pred.mean()) if len(per_pred) else 0.0,
+            "precision@1": p1_hit / max(p1_n, 1),
+            "per_predicate_recall": {int(i): float(hits[i] / counts[i]) for i in torch.nonzero(occurring).flatten()}}

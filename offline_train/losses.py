@@ -1,0 +1,36 @@
+"""Relation loss: binary cross-entropy for 'sigmoid' predicate groups, cross-entropy for 'softmax' groups."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def relation_loss(logits: torch.Tensor, targets: torch.Tensor, present: torch.Tensor, groups,
+                  pos_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """logits (T, P, C), targets (T, P, C) bool, present (T, P) bool -> {'loss', 'loss_<group>'...}.
+
+    Only present pair-frames count. A softmax group contributes only on rows with exactly one positive in the group
+    (Action Genome's attention: exactly one label per labelled pair). ``pos_weight`` > 1 up-weights the rare positives
+    of sigmoid groups.
+    """
+    m = present.reshape(-1)
+    lg = logits.reshape(-1, logits.shape[-1])[m]
+    tg = targets.reshape(-1, targets.shape[-1])[m].float()
+    out = {}
+    total = lg.new_zeros(())
+    for name, kind, idx in groups:
+        ix = torch.as_tensor(idx, dtype=torch.long, device=lg.device)
+        gl, gt = lg.index_select(1, ix), tg.index_select(1, ix)
+        if len(gl) == 0:
+            loss = gl.sum() * 0.0
+        elif kind == "sigmoid":
+            w = torch.where(gt > 0, torch.full_like(gt, pos_weight), torch.ones_like(gt))
+            # sum over predicates, mean over pair-frames: each pair-frame weighs the same whatever C is
+            loss = (F.binary_cross_entropy_with_logits(gl, gt, weight=w, reduction="none").sum(1)).mean()
+        else:
+            rows = gt.sum(1) == 1
+            loss = F.cross_entropy(gl[rows], gt[rows].argmax(1)) if rows.any() else gl.sum() * 0.0
+        out[f"loss_{name}"] = loss.detach()
+        total = total + loss
+    out["loss"] = total
+    return out

@@ -1,0 +1,55 @@
+"""PNG plots of a training run: loss curves and per-predicate recall bars."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _figure(w: float, h: float):
+    # Figure + Agg canvas directly: no pyplot, so no global backend switch and no display needed.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(w, h), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_losses(history: list[dict], path: str | Path) -> Path:
+    """history: one dict per epoch with 'epoch', 'loss' and optionally 'val_loss', 'mean_recall@5'."""
+    fig = _figure(7, 4)
+    ax = fig.add_subplot(1, 1, 1)
+    ep = [h["epoch"] for h in history]
+    ax.plot(ep, [h["loss"] for h in history], "o-", label="train loss")
+    if any("val_loss" in h for h in history):
+        ax.plot([h["epoch"] for h in history if "val_loss" in h], [h["val_loss"] for h in history if "val_loss" in h],
+                "s-", label="val loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    if any("mean_recall@5" in h for h in history):
+        ax2 = ax.twinx()
+        ax2.plot([h["epoch"] for h in history if "mean_recall@5" in h],
+                 [h["mean_recall@5"] for h in history if "mean_recall@5" in h], "g^--", label="val mR@5")
+        ax2.set_ylim(0, 1)
+        ax2.set_ylabel("val mean recall@5")
+        ax2.legend(loc="center right")
+    ax.legend(loc="upper right")
+    ax.set_title("training")
+    fig.tight_layout()
+    fig.savefig(str(path))
+    return Path(path)
+
+
+def plot_predicate_recall(recall: dict[str, float], path: str | Path, title: str = "per-predicate recall") -> Path:
+    """Horizontal bars, one per predicate, sorted by recall."""
+    items = sorted(recall.items(), key=lambda kv: kv[1])
+    fig = _figure(7, max(3, 0.22 * len(items) + 1))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.barh([k for k, _ in items], [v for _, v in items], color="tab:blue")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("recall")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(str(path))
+    return Path(path)

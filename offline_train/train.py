@@ -1,0 +1,125 @@
+"""Training entry point: config -> data -> model -> epochs -> checkpoints, metrics and plots. Resumable."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from engine.config import from_dict, to_dict
+from engine.vocab import Vocabulary
+from offline_train.checkpoint import (CheckpointError, CheckpointMeta, load_optimizer_state, load_weights, read_meta,
+                                      save_checkpoint)
+from offline_train.clips import VideoClip, feature_stats, make_clip
+from offline_train.config import TrainConfig
+from offline_train.data.registry import load_dataset
+from offline_train.embeddings import embed_names
+from offline_train.loop import evaluate, train_one_epoch
+from offline_train.models import MODEL_VERSION, build_model
+from offline_train.plots import plot_losses, plot_predicate_recall
+
+
+def predicate_groups(kind: str, predicates: Vocabulary):
+    """((name, kind, indices), ...) covering every predicate once."""
+    if kind == "sigmoid":
+        return (("all", "sigmoid", tuple(range(len(predicates)))),)
+    if kind == "action_genome":
+        from offline_train.data.action_genome import ag_predicate_groups
+        g = ag_predicate_groups(predicates)
+        return tuple((name, "softmax" if name == "attention" else "sigmoid", tuple(idx)) for name, idx in g.items())
+    raise ValueError(f"predicate_groups must be 'sigmoid' or 'action_genome', got {kind!r}")
+
+
+def build_clips(anns, objects: Vocabulary, predicates: Vocabulary, lag: int, desc: str, progress: bool):
+    return [make_clip(a, objects, predicates, lag) for a in tqdm(anns, desc=desc, disable=not progress, leave=False)]
+
+
+def train(cfg: TrainConfig, resume: bool = True) -> Path:
+    """Train with ``cfg``; writes ``<out_dir>/last`` and ``<out_dir>/best`` checkpoints, history.json and PNG plots.
+
+    With ``resume`` and a ``last`` checkpoint of the same config in out_dir, training continues from its epoch."""
+    out = Path(cfg.run.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    torch.manual_seed(cfg.run.seed)
+    t0 = time.time()
+
+    train_ds, val_ds = load_dataset(cfg.train_data), load_dataset(cfg.val_data)
+    objects, predicates = train_ds.objects, train_ds.predicates
+    if val_ds.objects.names != objects.names or val_ds.predicates.names != predicates.names:
+        raise ValueError("train_data and val_data use different vocabularies")
+    lag, prog = cfg.feature_lag, cfg.run.progress
+    train_clips = build_clips(train_ds.videos, objects, predicates, lag, "features (train)", prog)
+    val_clips = build_clips(val_ds.videos, objects, predicates, lag, "features (val)", prog)
+    groups = predicate_groups(cfg.predicate_groups, predicates)
+
+    model = build_model(cfg.model, train_clips[0].feats.shape[-1], embed_names(objects.names),
+                        embed_names(predicates.names), groups)
+    mean, std = feature_stats(train_clips)
+    model.tokenizer.feat_mean.copy_(torch.from_numpy(mean))
+    model.tokenizer.feat_std.copy_(torch.from_numpy(std))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+
+    cfg_dict = to_dict(cfg)
+    meta = CheckpointMeta(config=cfg_dict, objects=objects.names, predicates=predicates.names, groups=groups,
+                          model_version=MODEL_VERSION)
+    start_epoch, step, best = 0, 0, -1.0
+    if resume and (out / "last" / "checkpoint.json").is_file():
+        old = read_meta(out / "last")
+        if old.config != cfg_dict:
+            raise CheckpointError(f"{out / 'last'} was trained with another config; use a new run.out_dir "
+                                  "or resume=False")
+        model.load_state_dict(load_weights(out / "last"))
+        state = load_optimizer_state(out / "last", old)
+        if state is not None:
+            opt.load_state_dict(state)
+        start_epoch, step, meta.history = old.epoch, old.step, old.history
+        best = max((h.get(f"mean_recall@{cfg.run.eval_k}", -1.0) for h in old.history), default=-1.0)
+        print(f"resuming from {out / 'last'} at epoch {start_epoch}")
+
+    steps_per_epoch = -(-len(train_clips) // cfg.optim.videos_per_step)
+    total = steps_per_epoch * cfg.optim.epochs
+    for epoch in range(start_epoch, cfg.optim.epochs):
+        rng = np.random.default_rng([cfg.run.seed, epoch])  # per-epoch stream: resuming replays the same order
+        losses, step = train_one_epoch(
+            model, train_clips, opt, rng, groups=groups, clip_len=cfg.optim.clip_len,
+            videos_per_step=cfg.optim.videos_per_step, pos_weight=cfg.optim.pos_weight, grad_clip=cfg.optim.grad_clip,
+            step=step, total_steps=total, base_lr=cfg.optim.lr, warmup=cfg.optim.warmup_steps, epoch=epoch + 1,
+            progress=prog)
+        ev = evaluate(model, val_clips, groups=groups, pos_weight=cfg.optim.pos_weight, k=cfg.run.eval_k)
+        per_pred = {predicates.names[i]: v for i, v in ev.pop("per_predicate_recall").items()}
+        row = {"epoch": epoch + 1, "step": step, "time_s": round(time.time() - t0, 1), **losses, **ev}
+        meta.history.append(row)
+        meta.epoch, meta.step, meta.metrics = epoch + 1, step, {**ev, "per_predicate_recall": per_pred}
+        print(f"epoch {epoch + 1}/{cfg.optim.epochs}  loss {losses.get('loss', 0):.4f}  val_loss "
+              f"{ev['val_loss']:.4f}  val mR@{cfg.run.eval_k} {ev[f'mean_recall@{cfg.run.eval_k}']:.3f}  "
+              f"val P@1 {ev['precision@1']:.3f}  ({row['time_s']:.0f} s)")
+        save_checkpoint(out / "last", model, meta, opt)
+        score = ev[f"mean_recall@{cfg.run.eval_k}"]
+        if score > best:
+            best = score
+            save_checkpoint(out / "best", model, meta)
+        plot_losses(meta.history, out / "loss.png")
+        plot_predicate_recall(per_pred, out / "predicate_recall.png",
+                              f"val per-predicate recall@{cfg.run.eval_k} (epoch {epoch + 1})")
+    (out / "history.json").write_text(json.dumps(meta.history, indent=1))
+    return out
+
+
+def load_model(path: str | Path, device: str = "cpu"):
+    """(model in eval mode, CheckpointMeta) from a checkpoint directory; version/format problems raise CheckpointError."""
+    meta = read_meta(path)
+    if meta.model_version != MODEL_VERSION:
+        raise CheckpointError(f"{path}: model version {meta.model_version}, this code builds version {MODEL_VERSION}")
+    cfg = from_dict(TrainConfig, meta.config)
+    n_obj, n_pred = len(meta.objects), len(meta.predicates)
+    model = build_model(cfg.model, meta.num_features, torch.zeros(n_obj, 384), torch.zeros(n_pred, 384), meta.groups)
+    try:
+        model.load_state_dict(load_weights(path))
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not match the model in its config: {e}") from e
+    return model.to(device).eval(), meta
