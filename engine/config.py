@@ -45,6 +45,7 @@ class TrackerConfig:
     std_weight_position: float = 1.0 / 20   # Kalman noise, as a fraction of box height
     std_weight_velocity: float = 1.0 / 160
     std_weight_measurement: float = 1.0 / 20  # Kalman measurement noise (detector box error), fraction of box size
+    confirm_first_frame: bool = True  # tracks born in the first frame of a stream skip the tentative phase
 
     def __post_init__(self):
         _check(0.0 <= self.low_score <= self.high_score <= 1.0, "tracker: need 0 <= low_score <= high_score <= 1")
@@ -110,11 +111,41 @@ class DetectorConfig:
 
 
 @dataclass(frozen=True)
+class FilterConfig:
+    """Relation smoothing with hysteresis (see engine.relation_filter). Times in seconds, scores in [0, 1]."""
+
+    tau_s: float = 0.3            # EMA time constant; 0 = no smoothing
+    enter: float = 0.6            # smoothed score at or above which a relation may start
+    exit: float = 0.4             # smoothed score below which an active relation ends
+    min_duration_s: float = 0.3   # a relation starts only after staying above `enter` this long
+
+    def __post_init__(self):
+        _check(self.tau_s >= 0 and self.min_duration_s >= 0, "filter: tau_s and min_duration_s must be >= 0")
+        _check(0.0 <= self.exit <= self.enter <= 1.0, "filter: need 0 <= exit <= enter <= 1")
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    """Which ordered entity pairs the relation model scores, and how much per-pair state is kept."""
+
+    max_pairs: int = 380           # all ordered pairs up to this many; above it, the nearest pairs are kept
+    max_pair_states: int = 4096    # per-pair model + filter state rows; least recently seen rows are evicted
+    max_entities: int = 256        # entities with motion history (and in the graph) at once
+
+    def __post_init__(self):
+        _check(self.max_pairs >= 0 and self.max_pair_states >= max(self.max_pairs, 1) and self.max_entities >= 1,
+               "pairs: need max_pairs >= 0, max_pair_states >= max_pairs, max_entities >= 1")
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """Top-level engine config, composed of one slice per component."""
 
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
     numba_cache_dir: str = ""  # empty: numba's default (__pycache__ next to the code); set for read-only installs
 
 

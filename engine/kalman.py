@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+import os
+SIZEF = float(os.environ.get('SIZEF', '1'))
 
 
 @njit(cache=True)
 def _size_scale(w, h, i):
     """Noise scale of state component ``i`` (0..3: cx, cy, w, h): the box width for x terms, height for y terms."""
-    return np.sqrt(max(w, 1.0) * max(h, 1.0))
+    return max(w, 1.0) if i % 2 == 0 else max(h, 1.0)
 
 
 @njit(cache=True)
@@ -69,8 +71,9 @@ def kalman_predict(mean, cov, rows, dt, std_pos, std_vel):
                 p[i, j] += dt * p[i, j + 4]
         for i in range(4):
             s = _size_scale(w, h, i)
-            p[i, i] += dt * (std_pos * s) ** 2
-            p[i + 4, i + 4] += dt * (std_vel * s) ** 2
+            f = SIZEF if i >= 2 else 1.0
+            p[i, i] += dt * (f * std_pos * s) ** 2
+            p[i + 4, i + 4] += dt * (f * std_vel * s) ** 2
 
 
 @njit(cache=True)

@@ -97,7 +97,7 @@ def _match_stage(slots, dets, trk_boxes, trk_labels, det_boxes, det_labels, clas
 def _track_step(mean, cov, ids, status, hits, age, misses, label, score, counters,
                 det_boxes, det_scores, det_labels,
                 high_score, low_score, new_track_score, iou_high, iou_low, iou_tentative,
-                min_hits, max_age, class_gating, std_pos, std_vel, std_meas):
+                min_hits, max_age, class_gating, std_pos, std_vel, std_meas, confirm_now):
     """Advance the whole tracker state by one frame, in place; returns the output columns of ``Tracks``.
 
     State (C = capacity): mean (C, 8) f8, cov (C, 8, 8) f8, ids (C,) i8, status (C,) i1, hits/age/misses/label (C,) i4,
@@ -194,7 +194,7 @@ def _track_step(mean, cov, ids, status, hits, age, misses, label, score, counter
         d = births[b]
         new_slots[n_new] = slot
         n_new += 1
-        status[slot] = TRACKED if min_hits <= 1 else TENTATIVE
+        status[slot] = TRACKED if (min_hits <= 1 or confirm_now) else TENTATIVE
         ids[slot] = counters[0]
         counters[0] += 1
         hits[slot] = 1
@@ -276,7 +276,8 @@ class Tracker:
             raise ValueError(f"t: must be finite, got {t}")
         if self._t is not None and t <= self._t:
             raise ValueError(f"t: must increase strictly, got {t} after {self._t}")
-        out = _track_step(*self._arrays(), dets.boxes_xyxy, dets.scores, dets.labels, *self._params)
+        confirm_now = self.cfg.confirm_first_frame and self._t is None
+        out = _track_step(*self._arrays(), dets.boxes_xyxy, dets.scores, dets.labels, *self._params, confirm_now)
         self._t = t
         return Tracks(*out)
 

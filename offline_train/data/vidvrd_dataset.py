@@ -64,7 +64,12 @@ def load_vidvrd_dataset(paths: Sequence[str | Path], categories: LabelMap, predi
     seen: dict[str, Path] = {}
     out: list[VideoAnnotation] = []
     for f in tqdm(files, desc="annotations", unit="video", disable=not progress, leave=False):
-        ann = load_vidvrd(f)
+        try:
+            ann = load_vidvrd(f)
+        except ValueError as e:  # VideoAnnotation's own checks name the video, not the file
+            if str(f) in str(e):
+                raise
+            raise ValueError(f"{f}: {e}") from e
         if ann.video_id in seen:
             raise ValueError(f"{f}: video_id '{ann.video_id}' already loaded from {seen[ann.video_id]}")
         seen[ann.video_id] = f

@@ -2,7 +2,7 @@
 
 numpy only (no torch), so ``vsgg eval`` and tests stay cheap. See each module's docstring for the exact rules:
 
-* ``vidvrd``: RelationInstance (triplet + frame interval + trajectories), JSON converters, trajectory vIoU.
+* ``vidvrd``: VideoRelation (triplet + frame interval + trajectories), JSON converters, trajectory vIoU.
 * ``relation_detection``: VidVRD-helper mAP, pooled R@N, per-predicate recall and mR@N.
 * ``relation_tagging``: VidVRD-helper P@K over deduplicated triplets.
 * ``action_genome``: STTran R@K with / semi / no constraint, mR@K (accumulated and per-frame variants).
@@ -14,12 +14,12 @@ from offline_train.metrics.mean_recall import MeanRecall
 from offline_train.metrics.relation_detection import (RelationDetectionConfig, evaluate_relation_detection,
                                                       voc_ap)
 from offline_train.metrics.relation_tagging import RelationTaggingConfig, evaluate_relation_tagging
-from offline_train.metrics.vidvrd import (RelationInstance, predictions_from_json, predictions_to_json,
+from offline_train.metrics.vidvrd import (VideoRelation, predictions_from_json, predictions_to_json,
                                           relation_instances_from_vidor, viou_xyxy)
 
 __all__ = [
     "AGFrameGT", "AGFramePred", "ActionGenomeEvalConfig", "ActionGenomeEvaluator", "MeanRecall",
-    "RelationDetectionConfig", "RelationInstance", "RelationTaggingConfig", "evaluate_action_genome",
+    "RelationDetectionConfig", "VideoRelation", "RelationTaggingConfig", "evaluate_action_genome",
     "evaluate_relation_detection", "evaluate_relation_tagging", "iou_xyxy_plus1", "predictions_from_json",
     "predictions_to_json", "relation_instances_from_vidor", "viou_xyxy", "voc_ap",
 ]

@@ -34,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from offline_train.metrics.mean_recall import MeanRecall
-from offline_train.metrics.vidvrd import RelationInstance, check_video_ids, rank_by_score, viou_xyxy
+from offline_train.metrics.vidvrd import VideoRelation, check_video_ids, rank_by_score, viou_xyxy
 
 _EPS32 = np.finfo(np.float32).eps
 
@@ -58,7 +58,7 @@ class RelationDetectionConfig:
             raise ValueError(f"max_predictions must be None or an integer >= 1, got {self.max_predictions!r}")
 
 
-def match_greedy(gt: list[RelationInstance], ranked: list[RelationInstance], viou_threshold: float) -> np.ndarray:
+def match_greedy(gt: list[VideoRelation], ranked: list[VideoRelation], viou_threshold: float) -> np.ndarray:
     """Greedy matching of already-ranked predictions to ground truth. Returns (P,) int64: the index into ``gt`` of
     each prediction's match, or -1 for a false positive."""
     by_triplet: dict[tuple, list[int]] = {}
@@ -100,11 +100,11 @@ def voc_ap(rec: np.ndarray, prec: np.ndarray) -> float:
     return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
 
 
-def evaluate_relation_detection(gt: Mapping[str, list[RelationInstance]],
-                                pred: Mapping[str, list[RelationInstance]],
+def evaluate_relation_detection(gt: Mapping[str, list[VideoRelation]],
+                                pred: Mapping[str, list[VideoRelation]],
                                 cfg: RelationDetectionConfig = RelationDetectionConfig(),
                                 progress: bool = False) -> dict:
-    """Score relation detection. gt / pred: video id -> list of RelationInstance.
+    """Score relation detection. gt / pred: video id -> list of VideoRelation.
 
     Returns ``{"mAP", "R@N" for N in cfg.recall_at, "mR@N", "per_predicate_recall@N": {predicate: recall},
     "n_videos", "n_gt"}``; recalls and AP are fractions in [0, 1]. Raises ValueError if ``pred`` names a video that

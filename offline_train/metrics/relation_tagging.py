@@ -22,7 +22,7 @@ from typing import Mapping
 
 import numpy as np
 
-from offline_train.metrics.vidvrd import RelationInstance, check_video_ids, rank_by_score
+from offline_train.metrics.vidvrd import VideoRelation, check_video_ids, rank_by_score
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class RelationTaggingConfig:
             raise ValueError(f"max_predictions must be None or an integer >= 1, got {self.max_predictions!r}")
 
 
-def unique_triplet_hits(gt: list[RelationInstance], ranked: list[RelationInstance]) -> np.ndarray:
+def unique_triplet_hits(gt: list[VideoRelation], ranked: list[VideoRelation]) -> np.ndarray:
     """(U,) bool: for each unique triplet of the ranked predictions, in first-occurrence order, whether it is a
     ground-truth triplet of the video."""
     gt_triplets = {r.triplet for r in gt}
@@ -49,10 +49,10 @@ def unique_triplet_hits(gt: list[RelationInstance], ranked: list[RelationInstanc
     return np.fromiter((t in gt_triplets for t in unique), dtype=bool, count=len(unique))
 
 
-def evaluate_relation_tagging(gt: Mapping[str, list[RelationInstance]],
-                              pred: Mapping[str, list[RelationInstance]],
+def evaluate_relation_tagging(gt: Mapping[str, list[VideoRelation]],
+                              pred: Mapping[str, list[VideoRelation]],
                               cfg: RelationTaggingConfig = RelationTaggingConfig()) -> dict:
-    """Score relation tagging. gt / pred: video id -> list of RelationInstance.
+    """Score relation tagging. gt / pred: video id -> list of VideoRelation.
 
     Returns ``{"P@K" for K in cfg.precision_at: float in [0, 1], "n_videos": int}``. Raises ValueError if ``pred``
     names a video that ``gt`` lacks or no ground-truth video has an instance.

@@ -53,7 +53,7 @@ def _trajectory(name: str, value, n_frames: int) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class RelationInstance:
+class VideoRelation:
     """One relation instance of one video, ground truth or prediction. Validated on construction.
 
     triplet:   (subject category, predicate, object category), non-empty strings.
@@ -98,7 +98,7 @@ class RelationInstance:
         return self.triplet[1]
 
 
-def rank_by_score(rels: list[RelationInstance], top: int | None = None) -> list[RelationInstance]:
+def rank_by_score(rels: list[VideoRelation], top: int | None = None) -> list[VideoRelation]:
     """``rels`` by descending score, ties kept in input order (Python's stable ``sorted(reverse=True)``, as the
     reference sorts); only the first ``top`` when ``top`` is given."""
     ranked = sorted(rels, key=lambda r: r.score, reverse=True)
@@ -114,8 +114,8 @@ def check_video_ids(gt: Mapping, pred: Mapping) -> None:
     if extra:
         raise ValueError(f"pred: {len(extra)} video id(s) not in the ground truth, e.g. {extra[:5]}")
     for vid, rels in list(gt.items()) + list(pred.items()):
-        if not isinstance(rels, (list, tuple)) or not all(isinstance(r, RelationInstance) for r in rels):
-            raise TypeError(f"video '{vid}': expected a list of RelationInstance")
+        if not isinstance(rels, (list, tuple)) or not all(isinstance(r, VideoRelation) for r in rels):
+            raise TypeError(f"video '{vid}': expected a list of VideoRelation")
 
 
 def viou_xyxy(traj_a: np.ndarray, begin_a: int, traj_b: np.ndarray, begin_b: int) -> float:
@@ -137,7 +137,7 @@ def viou_xyxy(traj_a: np.ndarray, begin_a: int, traj_b: np.ndarray, begin_b: int
     return inter / (vol_a + vol_b - inter)
 
 
-def _instance_from_json(name: str, r) -> RelationInstance:
+def _instance_from_json(name: str, r) -> VideoRelation:
     if not isinstance(r, Mapping):
         raise ValueError(f"{name}: expected a mapping with triplet, score, duration, sub_traj, obj_traj")
     missing = [k for k in ("triplet", "score", "duration", "sub_traj", "obj_traj") if k not in r]
@@ -147,19 +147,19 @@ def _instance_from_json(name: str, r) -> RelationInstance:
     if not isinstance(d, (list, tuple)) or len(d) != 2:
         raise ValueError(f"{name}.duration: expected [begin_fid, end_fid], got {d!r}")
     try:
-        return RelationInstance(r["triplet"], d[0], d[1], r["sub_traj"], r["obj_traj"], r["score"])
+        return VideoRelation(r["triplet"], d[0], d[1], r["sub_traj"], r["obj_traj"], r["score"])
     except ValueError as e:
         raise ValueError(f"{name}.{e}") from None
 
 
-def predictions_from_json(data: Mapping) -> dict[str, list[RelationInstance]]:
+def predictions_from_json(data: Mapping) -> dict[str, list[VideoRelation]]:
     """Parse the official prediction structure (``{"results": {vid: [...]}}`` or a bare ``{vid: [...]}``)."""
     if not isinstance(data, Mapping):
         raise ValueError(f"predictions: expected a mapping, got {type(data).__name__}")
     results = data["results"] if "results" in data else data
     if not isinstance(results, Mapping):
         raise ValueError("predictions.results: expected a mapping video_id -> list of relation instances")
-    out: dict[str, list[RelationInstance]] = {}
+    out: dict[str, list[VideoRelation]] = {}
     for vid, rels in results.items():
         if not isinstance(rels, (list, tuple)):
             raise ValueError(f"predictions['{vid}']: expected a list of relation instances")
@@ -167,7 +167,7 @@ def predictions_from_json(data: Mapping) -> dict[str, list[RelationInstance]]:
     return out
 
 
-def predictions_to_json(preds: Mapping[str, list[RelationInstance]], version: str = "VERSION 1.0") -> dict:
+def predictions_to_json(preds: Mapping[str, list[VideoRelation]], version: str = "VERSION 1.0") -> dict:
     """The official prediction structure for ``preds`` (JSON-serialisable plain Python)."""
     return {"version": version, "results": {
         str(vid): [{"triplet": list(r.triplet), "score": r.score, "duration": [r.begin_fid, r.end_fid],
@@ -175,7 +175,7 @@ def predictions_to_json(preds: Mapping[str, list[RelationInstance]], version: st
         for vid, rels in preds.items()}}
 
 
-def relation_instances_from_vidor(anno: Mapping) -> list[RelationInstance]:
+def relation_instances_from_vidor(anno: Mapping) -> list[VideoRelation]:
     """Ground-truth relation instances of one official VidOR/VidVRD annotation (the parsed JSON file).
 
     Trajectories are cut from ``trajectories[begin_fid:end_fid]``; a frame that lacks the subject's or object's
@@ -200,5 +200,5 @@ def relation_instances_from_vidor(anno: Mapping) -> list[RelationInstance]:
             obj = [frames[f][o] for f in range(b, e)]
         except KeyError as k:
             raise ValueError(f"{name}: trajectory of tid {k} has no box in a frame of [{b}, {e})") from None
-        out.append(RelationInstance((category[s], r["predicate"], category[o]), b, e, sub, obj))
+        out.append(VideoRelation((category[s], r["predicate"], category[o]), b, e, sub, obj))
     return out

@@ -1,0 +1,255 @@
+"""Engine: the causal per-frame pipeline detector -> tracker -> pairs -> features -> relation model -> filter -> graph -> diff.
+
+``Engine.step`` must be called once per frame, in time order, also when nothing is detected. All state is bounded:
+the tracker has a fixed number of slots, motion history is kept for at most ``pairs.max_entities`` entities, the
+pair store for at most ``pairs.max_pair_states`` pairs (least recently seen evicted), and everything belonging to a
+track is dropped when the tracker removes it.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.config import EngineConfig
+from engine.diff import apply, diff, empty_graph
+from engine.features import BoxHistory, pair_features
+from engine.graph import build_graph
+from engine.pairs import PairStore, select_pairs
+from engine.relation_filter import STARTED, RelationFilter
+from engine.tracker import Tracker
+from engine.types import Detections, GraphDelta, Relation, SceneGraph, Tracks
+from engine.vocab import Vocabulary
+
+STAGES = ("detector", "tracker", "pairs", "features", "model", "filter", "graph")
+
+
+@dataclass(frozen=True)
+class RelationChange:
+    """A relation lifecycle event: kind 'started' or 'ended', at time t (s), with its start time and score."""
+
+    kind: str
+    subject_id: int
+    predicate: str
+    object_id: int
+    t: float
+    start_time: float
+    score: float
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one ``Engine.step`` produced. ``delta`` takes the previous published graph to ``graph``."""
+
+    delta: GraphDelta
+    graph: SceneGraph
+    changes: tuple[RelationChange, ...]
+    timings_ms: dict
+    num_pairs: int
+
+
+class Engine:
+    """Frames or detections in, incremental scene graph out.
+
+    backend: a RelationBackend (engine.backends) or None for a tracker-only graph (entities, no relations).
+    detector: an OnnxDetector (engine.detector) or None when the caller passes Detections.
+    objects: the object vocabulary of detection labels; must equal the relation model's when a backend is given.
+    """
+
+    def __init__(self, cfg: EngineConfig, objects: Vocabulary, backend=None, detector=None,
+                 image_wh: tuple[int, int] = (640, 480)):
+        self.cfg, self.objects, self.backend, self.detector = cfg, objects, backend, detector
+        if not (image_wh[0] > 0 and image_wh[1] > 0):
+            raise ValueError(f"image_wh: must be positive (width, height) in pixels, got {image_wh}")
+        self.image_wh = (int(image_wh[0]), int(image_wh[1]))  # features normalise positions by the image size
+        if backend is not None:
+            info = backend.info
+            if tuple(info.objects) != tuple(objects.names):
+                raise ValueError(f"objects: the relation model was trained on {len(info.objects)} object labels "
+                                 f"that differ from the engine's vocabulary '{objects.name}' ({len(objects)})")
+            self.predicates = Vocabulary("predicates", tuple(info.predicates))
+            self.lag, window, d_model = info.feature_lag, info.window, info.d_model
+        else:
+            self.predicates = Vocabulary("predicates", ())
+            self.lag, window, d_model = 5, 2, 1
+        p = cfg.pairs
+        self._window, self._d_model = window, d_model
+        self.tracker = Tracker(cfg.tracker)
+        self.history = BoxHistory(p.max_entities, self.lag)
+        self.store = PairStore(p.max_pair_states, window, d_model)
+        self.filter = RelationFilter(cfg.filter, p.max_pair_states, max(len(self.predicates), 1))
+        self.reset()
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def reset(self) -> None:
+        """Forget every track, pair and relation and start a new epoch (subscribers resync)."""
+        self.tracker.reset()
+        self.history.clear(np.arange(self.history.capacity))
+        self.store.release(np.arange(self.store.capacity))
+        self.filter.reset_rows(np.arange(self.store.capacity))
+        self.filter.toggles, self.filter.active_seconds = 0, 0.0
+        self.epoch = uuid.uuid4().hex[:12]
+        self.published = empty_graph(self.epoch)
+        self._slot: dict[int, int] = {}          # track id -> BoxHistory slot
+        self._free_slots = list(range(self.history.capacity - 1, -1, -1))
+        self._first_seen: dict[int, float] = {}
+        self._entity_rows: dict[int, tuple] = {}  # track id -> last (box, score, label) for held entities
+        self._t: float | None = None
+
+    def warmup(self) -> None:
+        """Compile numba kernels and run the model once on dummy inputs, so the first real frame is not slow."""
+        self.tracker.warmup()
+        if self.detector is not None:
+            self.detector.warmup()
+        if self.backend is not None:
+            self.backend.warmup()
+
+    def snapshot(self) -> SceneGraph:
+        """The graph as published so far (what every up-to-date subscriber holds)."""
+        return self.published
+
+    def state_sizes(self) -> dict[str, int]:
+        return {"tracks": self.tracker.state_sizes()["live"], "history_slots": len(self._slot),
+                "pair_states": len(self.store), "first_seen": len(self._first_seen),
+                "held_entities": len(self._entity_rows), "entities": len(self.published.entities),
+                "relations": len(self.published.relations)}
+
+    # ------------------------------------------------------------------------------------------ step
+    def step(self, frame, t: float) -> StepResult:
+        """One frame at time ``t`` (s, strictly increasing): ``frame`` is Detections, or an (H, W, 3) uint8 image
+        when a detector is configured. Returns the graph delta, lifecycle changes and per-stage timings (ms)."""
+        tm = {}
+        c0 = time.perf_counter()
+        if isinstance(frame, Detections):
+            dets = frame
+        elif isinstance(frame, np.ndarray) and self.detector is not None:
+            dets = self.detector.detect(frame)
+            self.image_wh = (frame.shape[1], frame.shape[0])
+        else:
+            raise TypeError("frame: expected engine.types.Detections"
+                            + (" or an image array" if self.detector is not None else
+                               " (no detector is configured, so images cannot be used)"))
+        if len(dets) and int(dets.labels.max()) >= len(self.objects):
+            raise ValueError(f"labels: index {int(dets.labels.max())} is outside the object vocabulary "
+                             f"'{self.objects.name}' ({len(self.objects)} labels)")
+        c1 = time.perf_counter()
+        tracks = self.tracker.step(dets, t)   # validates t; raises before any engine state changes
+        c2 = time.perf_counter()
+        tm["detector"], tm["tracker"] = (c1 - c0) * 1e3, (c2 - c1) * 1e3
+        self._t = t
+
+        changes = self._forget_dead_tracks(t)
+        entities = self._entities(tracks, t)
+        slots = self._slots_for(tracks.ids)
+        self.history.push(slots, tracks.boxes_xyxy, t)
+        relations, n_pairs, ch = self._relations(tracks, slots, t, tm)
+        changes += ch
+
+        c5 = time.perf_counter()
+        cur = build_graph(entities, self.objects, relations, t, epoch=self.epoch, seq=self.published.seq + 1,
+                          first_seen=self._first_seen)
+        delta = diff(self.published, cur, self.cfg.graph.box_tolerance_px, self.cfg.graph.score_tolerance)
+        self.published = apply(self.published, delta)
+        tm["graph"] = (time.perf_counter() - c5) * 1e3
+        tm["total"] = (time.perf_counter() - c0) * 1e3
+        return StepResult(delta, self.published, tuple(changes), tm, n_pairs)
+
+    # ------------------------------------------------------------------------------------------ internals
+    def _forget_dead_tracks(self, t: float) -> list[RelationChange]:
+        """Drop history, pair state and relations of tracks the tracker no longer holds."""
+        live = set(self.tracker.confirmed_ids().tolist())
+        dead = {i for i in self._first_seen if i not in live}  # every id the engine holds is in _first_seen
+        if not dead:
+            return []
+        rows = self.store.rows_of_entities(dead)
+        events = self.filter.end_rows(rows, t) if len(rows) else []
+        changes = self._changes(events)
+        self.store.release(rows)
+        for i in dead:
+            slot = self._slot.pop(i, None)
+            if slot is not None:
+                self.history.clear([slot])
+                self._free_slots.append(slot)
+            self._first_seen.pop(i, None)
+            self._entity_rows.pop(i, None)
+        return changes
+
+    def _entities(self, tracks: Tracks, t: float) -> Tracks:
+        """Matched tracks plus confirmed tracks missed in this frame (held at their last box): a missed detection
+        is not a vanished object, and holding them keeps the graph and the deltas steady."""
+        for k, i in enumerate(tracks.ids.tolist()):
+            self._first_seen.setdefault(i, t)
+            self._entity_rows.pop(i, None)  # re-insert: dict order is then least recently matched first
+            self._entity_rows[i] = (tracks.boxes_xyxy[k], tracks.scores[k], tracks.labels[k])
+        if len(self._entity_rows) > self.cfg.pairs.max_entities:  # bound: keep the most recently matched
+            for i in list(self._entity_rows)[: len(self._entity_rows) - self.cfg.pairs.max_entities]:
+                self._entity_rows.pop(i)
+        ids = np.array(list(self._entity_rows), np.int64)
+        if len(ids) == 0:
+            return Tracks.empty()
+        rows = list(self._entity_rows.values())
+        z = np.zeros(len(ids), np.int32)
+        return Tracks(ids, np.array([r[0] for r in rows], np.float32), np.zeros((len(ids), 4), np.float32),
+                      np.array([r[1] for r in rows], np.float32), np.array([r[2] for r in rows], np.int32), z, z)
+
+    def _slots_for(self, ids: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(ids), np.int64)
+        for k, i in enumerate(ids.tolist()):
+            s = self._slot.get(i)
+            if s is None:
+                if not self._free_slots:  # more live entities than max_entities: recycle the oldest slot
+                    old = next(iter(self._slot))
+                    self._free_slots.append(self._slot.pop(old))
+                s = self._free_slots.pop()
+                self.history.clear([s])
+                self._slot[i] = s
+            out[k] = s
+        return out
+
+    def _relations(self, tracks: Tracks, slots: np.ndarray, t: float, tm: dict):
+        """Score the pairs of tracks observed in this frame, update the filter, return active relations."""
+        c0 = time.perf_counter()
+        if self.backend is None or len(tracks) < 2 or self.cfg.pairs.max_pairs == 0:
+            tm.update(pairs=0.0, features=0.0, model=0.0, filter=0.0)
+            return self._active_relations(), 0, []
+        si, oi = select_pairs(tracks.boxes_xyxy, self.cfg.pairs.max_pairs)
+        evicted = self.store.rows_to_evict(tracks.ids[si], tracks.ids[oi])
+        changes = self._changes(self.filter.end_rows(evicted, t)) if len(evicted) else []
+        self.store.release(evicted)
+        rows = self.store.rows_for(tracks.ids[si], tracks.ids[oi], t)
+        c1 = time.perf_counter()
+        past, dt = self.history.past(slots, t)
+        b = tracks.boxes_xyxy
+        feats = pair_features(b[si], b[oi], past[si], past[oi], dt[si], dt[oi], self.image_wh)
+        c2 = time.perf_counter()
+        window, valid, prev = self.store.state(rows)
+        scores, (window, valid, prev) = self.backend.step(
+            (feats, tracks.labels[si].astype(np.int64), tracks.labels[oi].astype(np.int64)), (window, valid, prev))
+        self.store.write(rows, window, valid, prev)
+        c3 = time.perf_counter()
+        changes += self._changes(self.filter.update(rows, scores, t))
+        c4 = time.perf_counter()
+        tm.update(pairs=(c1 - c0) * 1e3, features=(c2 - c1) * 1e3, model=(c3 - c2) * 1e3, filter=(c4 - c3) * 1e3)
+        return self._active_relations(), len(rows), changes
+
+    def _active_relations(self) -> list[Relation]:
+        out = []
+        act = self.filter.active
+        for r, c in zip(*np.nonzero(act)):
+            key = self.store.keys[r]
+            if key is None:
+                continue
+            out.append(Relation(key[0], self.predicates.names[c], key[1], float(self.filter.smoothed[r, c]),
+                                start_time=float(self.filter.start_time[r, c])))
+        return out
+
+    def _changes(self, events) -> list[RelationChange]:
+        out = []
+        for e in events:
+            key = self.store.keys[e.row]
+            if key is not None:
+                out.append(RelationChange(e.kind, key[0], self.predicates.names[e.predicate], key[1], e.t,
+                                          e.start_time, e.score))
+        return out
