@@ -138,6 +138,53 @@ class PairsConfig:
 
 
 @dataclass(frozen=True)
+class TransportConfig:
+    """ZeroMQ graph service (engine.transport.GraphPublisher, protocol in msgs/zmq/WIRE.md). Units: seconds, bytes.
+
+    Endpoints are ZeroMQ addresses the service *binds*; a port of ``*`` picks a free one (read the bound address
+    back from the publisher). Both default to loopback: serving other hosts is an explicit choice, and should come
+    with CURVE. CURVE is on when ``curve_secret_key_file`` is set (a zmq.auth ``*.key_secret`` certificate file);
+    clients are then authenticated against the public-key certificates in ``curve_authorized_keys_dir``, or any
+    client with a valid CURVE handshake is accepted when that is empty (encryption without authentication).
+    """
+
+    pub_endpoint: str = "tcp://127.0.0.1:5556"       # PUB: deltas and heartbeats
+    snapshot_endpoint: str = "tcp://127.0.0.1:5557"  # ROUTER: snapshot requests and replies
+    heartbeat_s: float = 1.0                # a heartbeat goes out when nothing was published for this long
+    max_message_bytes: int = 1 << 20        # ZMQ_MAXMSGSIZE of receiving sockets; larger deltas are not sent
+    max_request_bytes: int = 4096           # a larger snapshot request gets a "too_large" error reply
+    max_items: int = 100_000                # entities + relations in one message and in one snapshot
+    snapshot_batch_items: int = 256         # items per snapshot reply message
+    send_hwm: int = 1000                    # ZMQ_SNDHWM of the PUB and ROUTER sockets (messages per peer)
+    queue_size: int = 1000                  # deltas waiting for the service thread; beyond it they are dropped
+    curve_secret_key_file: str = ""         # server certificate with its secret key; empty = no CURVE
+    curve_authorized_keys_dir: str = ""     # directory of authorised client public-key certificates
+
+    def __post_init__(self):
+        for name in ("pub_endpoint", "snapshot_endpoint"):
+            v = getattr(self, name)
+            _check(isinstance(v, str) and v.split("://", 1)[0] in ("tcp", "ipc", "inproc") and "://" in v
+                   and len(v.split("://", 1)[1]) > 0,
+                   f"transport.{name} must be a ZeroMQ endpoint such as tcp://127.0.0.1:5556, got {v!r}")
+        _check(self.pub_endpoint != self.snapshot_endpoint,
+               "transport.pub_endpoint and transport.snapshot_endpoint must differ")
+        _check(0.01 <= self.heartbeat_s <= 3600, "transport.heartbeat_s must be in [0.01, 3600]")
+        _check(self.max_message_bytes >= 65536, "transport.max_message_bytes must be >= 65536")
+        _check(256 <= self.max_request_bytes <= self.max_message_bytes,
+               "transport.max_request_bytes must be in [256, max_message_bytes]")
+        _check(self.max_items >= 1, "transport.max_items must be >= 1")
+        _check(1 <= self.snapshot_batch_items <= min(self.max_items, 4096),
+               "transport.snapshot_batch_items must be in [1, min(max_items, 4096)]")
+        _check(self.send_hwm >= 1 and self.queue_size >= 1, "transport.send_hwm and transport.queue_size must be >= 1")
+        _check(not self.curve_authorized_keys_dir or self.curve_secret_key_file,
+               "transport.curve_authorized_keys_dir needs transport.curve_secret_key_file (CURVE is off without it)")
+
+    @property
+    def curve(self) -> bool:
+        return bool(self.curve_secret_key_file)
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """Top-level engine config, composed of one slice per component."""
 

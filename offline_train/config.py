@@ -37,7 +37,6 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     feature_lag: int = 5         # observations back for motion features (engine.features.BoxHistory lag)
-    predicate_groups: str = "sigmoid"   # 'sigmoid' (one multi-label group) or 'action_genome'
 
 
 # Named variants are data (house style 7). Values are overrides on top of the dataclass defaults.

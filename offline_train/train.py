@@ -15,22 +15,22 @@ from offline_train.checkpoint import (CheckpointError, CheckpointMeta, load_opti
                                       save_checkpoint)
 from offline_train.clips import VideoClip, feature_stats, make_clip
 from offline_train.config import TrainConfig
-from offline_train.data.registry import load_dataset
+from offline_train.data.registry import dataset_vocabularies, load_dataset, predicate_groups
 from offline_train.embeddings import embed_names
+from offline_train.evaluate import frequency_prior
 from offline_train.loop import evaluate, train_one_epoch
 from offline_train.models import MODEL_VERSION, build_model
 from offline_train.plots import plot_losses, plot_predicate_recall
 
 
-def predicate_groups(kind: str, predicates: Vocabulary):
-    """((name, kind, indices), ...) covering every predicate once."""
-    if kind == "sigmoid":
+def head_groups(data_cfg):
+    """((name, kind, indices), ...) covering every predicate once: one sigmoid group, or AG's groups with a
+    softmax over attention (exactly one attention label per pair) and sigmoids for spatial and contacting."""
+    _, predicates = dataset_vocabularies(data_cfg)
+    groups = predicate_groups(data_cfg)
+    if not groups:
         return (("all", "sigmoid", tuple(range(len(predicates)))),)
-    if kind == "action_genome":
-        from offline_train.data.action_genome import ag_predicate_groups
-        g = ag_predicate_groups(predicates)
-        return tuple((name, "softmax" if name == "attention" else "sigmoid", tuple(idx)) for name, idx in g.items())
-    raise ValueError(f"predicate_groups must be 'sigmoid' or 'action_genome', got {kind!r}")
+    return tuple((name, "softmax" if name == "attention" else "sigmoid", tuple(idx)) for name, idx in groups.items())
 
 
 def build_clips(anns, objects: Vocabulary, predicates: Vocabulary, lag: int, desc: str, progress: bool):
@@ -48,15 +48,19 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     torch.manual_seed(cfg.run.seed)
     t0 = time.time()
 
-    train_ds, val_ds = load_dataset(cfg.train_data), load_dataset(cfg.val_data)
-    objects, predicates = train_ds.objects, train_ds.predicates
-    if val_ds.objects.names != objects.names or val_ds.predicates.names != predicates.names:
+    objects, predicates = dataset_vocabularies(cfg.train_data)
+    vo, vp = dataset_vocabularies(cfg.val_data)
+    if vo.names != objects.names or vp.names != predicates.names:
         raise ValueError("train_data and val_data use different vocabularies")
     lag, prog = cfg.feature_lag, cfg.run.progress
-    train_clips = build_clips(train_ds.videos, objects, predicates, lag, "features (train)", prog)
-    val_clips = build_clips(val_ds.videos, objects, predicates, lag, "features (val)", prog)
-    groups = predicate_groups(cfg.predicate_groups, predicates)
+    train_anns = load_dataset(cfg.train_data, prog)
+    train_clips = build_clips(train_anns, objects, predicates, lag, "features (train)", prog)
+    val_clips = build_clips(load_dataset(cfg.val_data, prog), objects, predicates, lag, "features (val)", prog)
+    if not train_clips or not val_clips:
+        raise ValueError("train_data and val_data must each hold at least one video")
+    groups = head_groups(cfg.train_data)
 
+    prior = frequency_prior(train_anns, objects, predicates)  # the baseline `vsgg eval` compares against
     model = build_model(cfg.model, train_clips[0].feats.shape[-1], embed_names(objects.names),
                         embed_names(predicates.names), groups)
     mean, std = feature_stats(train_clips)
@@ -99,10 +103,12 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
               f"{ev['val_loss']:.4f}  val mR@{cfg.run.eval_k} {ev[f'mean_recall@{cfg.run.eval_k}']:.3f}  "
               f"val P@1 {ev['precision@1']:.3f}  ({row['time_s']:.0f} s)")
         save_checkpoint(out / "last", model, meta, opt)
+        np.save(out / "last" / "prior.npy", prior)
         score = ev[f"mean_recall@{cfg.run.eval_k}"]
         if score > best:
             best = score
             save_checkpoint(out / "best", model, meta)
+            np.save(out / "best" / "prior.npy", prior)
         plot_losses(meta.history, out / "loss.png")
         plot_predicate_recall(per_pred, out / "predicate_recall.png",
                               f"val per-predicate recall@{cfg.run.eval_k} (epoch {epoch + 1})")
@@ -117,6 +123,7 @@ def load_model(path: str | Path, device: str = "cpu"):
         raise CheckpointError(f"{path}: model version {meta.model_version}, this code builds version {MODEL_VERSION}")
     cfg = from_dict(TrainConfig, meta.config)
     n_obj, n_pred = len(meta.objects), len(meta.predicates)
+    prior = frequency_prior(train_anns, objects, predicates)  # the baseline `vsgg eval` compares against
     model = build_model(cfg.model, meta.num_features, torch.zeros(n_obj, 384), torch.zeros(n_pred, 384), meta.groups)
     try:
         model.load_state_dict(load_weights(path))

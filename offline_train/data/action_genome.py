@@ -129,6 +129,18 @@ class AGVideo:
     source_fps: float
     predicate_groups: Mapping[str, tuple[str, ...]]
 
+    def __post_init__(self):
+        nums = np.array(self.frame_numbers, dtype=np.int64)
+        if nums.shape != (self.annotation.frame_count,) or len(self.frame_keys) != len(nums):
+            raise ValueError(f"AGVideo {self.annotation.video_id!r}: need one frame number and key per annotated "
+                             f"frame ({self.annotation.frame_count}), got {nums.shape} and {len(self.frame_keys)}")
+        if (np.diff(nums) <= 0).any():
+            raise ValueError(f"AGVideo {self.annotation.video_id!r}: frame_numbers must increase")
+        nums.flags.writeable = False
+        object.__setattr__(self, "frame_numbers", nums)
+        object.__setattr__(self, "frame_keys", tuple(self.frame_keys))
+        object.__setattr__(self, "predicate_groups", MappingProxyType(dict(self.predicate_groups)))
+
     @property
     def times(self) -> np.ndarray:
         """(T,) float64 seconds of each keyframe from the start of the video."""
@@ -201,9 +213,9 @@ def _frame_split(objs, frame: str) -> str:
     return sets.pop() if sets else ""
 
 
-def _object_labels(o: dict, frame: str, i: int, groups: dict[str, tuple[str, ...]],
+def _object_labels(o: dict, frame: str, i: int, groups: dict[str, frozenset[str]],
                    objects: Vocabulary) -> tuple[str, dict[str, list[str]]]:
-    """(AG class name, {group: AG predicate names}) of one visible object, validated."""
+    """(AG class name, {group: AG predicate names}) of one visible object, validated. ``groups``: AG names per group."""
     raw = o["class"]
     if not isinstance(raw, str) or ag_category_name(raw) not in objects:
         raise ValueError(f"{_where(frame, 'class', i)}: {raw!r} is not an Action Genome object class")
@@ -216,7 +228,7 @@ def _object_labels(o: dict, frame: str, i: int, groups: dict[str, tuple[str, ...
         for raw_v, n in zip(vals, names):
             if n not in groups[g]:
                 raise ValueError(f"{_where(frame, fld, i)}: '{raw_v}' is not an Action Genome {g} predicate "
-                                 f"(expected one of {list(groups[g])})")
+                                 f"(expected one of {sorted(groups[g])})")
         if g == "attention" and len(names) != 1:
             raise ValueError(f"{_where(frame, fld, i)}: a visible object needs exactly one attention label, "
                              f"got {vals!r}")
@@ -276,10 +288,10 @@ def _to_annotation(vid: str, kept: list[tuple], fps: float) -> VideoAnnotation:
     for t, (_, _, pbox, _, visible, _) in enumerate(kept):
         if pbox is not None:
             boxes[t, 0] = pbox
-        for cat, box, groups in visible:
+        for cat, box, rels_by_group in visible:
             tid = tid_of[cat]
             boxes[t, tid] = box
-            for g, names in groups.items():
+            for g, names in rels_by_group.items():
                 for p in names:
                     s, o = (tid, 0) if g == "spatial" else (0, tid)
                     rels.append(RelationInstance(s, p, o, t, t + 1))
@@ -318,7 +330,8 @@ def parse_action_genome(person_bbox: dict, object_bbox: dict, categories: LabelM
     categories = categories or LabelMap(builtin("ag_objects"))
     predicates = predicates or LabelMap(builtin("ag_predicates"))
     target_groups = MappingProxyType(mapped_group_names(predicates))
-    groups, objects = ag_group_names(), builtin("ag_objects")
+    groups = {g: frozenset(names) for g, names in ag_group_names().items()}
+    objects = builtin("ag_objects")
     videos: dict[str, list[tuple[int, str]]] = {}
     for key in person_bbox:
         vid, num = _parse_key(key)

@@ -138,8 +138,9 @@ def load_dataset(cfg: DatasetConfig, progress: bool = True) -> list[VideoAnnotat
     """
     if cfg.kind == "synthetic":
         raise NotImplementedError(
-            "dataset.kind 'synthetic' is not wired yet: offline_train.synthetic has no video generator API "
-            "(generate videos by seed range) to call")
+            "dataset.kind 'synthetic' is not wired yet: offline_train.synthetic has no function that generates "
+            "VideoAnnotations for a seed range (e.g. generate_videos(seeds) -> list[VideoAnnotation]) for "
+            "offline_train/data/registry.py to call")
     if not cfg.paths:
         raise ConfigError(f"dataset.paths is empty: give the {cfg.kind} annotation files or folders")
     cats, preds = label_maps(cfg)

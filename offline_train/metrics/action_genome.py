@@ -47,6 +47,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from engine.vidvrd import VideoAnnotation
 from engine.vocab import builtin
 from offline_train.metrics.mean_recall import MEAN_OVER, MeanRecall
 
@@ -222,6 +223,45 @@ class AGFramePred:
             pairs.append(sub_obj[rows]), preds.append(cols + lo), scores.append(s[rows, cols])
         return (np.concatenate(pairs).reshape(-1, 2), np.concatenate(preds).astype(np.int64),
                 np.concatenate(scores))
+
+
+def ag_frames_from_annotation(ann: VideoAnnotation) -> dict[int, AGFrameGT]:
+    """Ground truth per keyframe of an Action Genome video as ``offline_train.data.action_genome`` builds it
+    (column of category "person" = the person; attention / contacting person -> object, spatial object -> person).
+
+    Returns {frame index: AGFrameGT} for the frames with a person box and at least one object; category and
+    predicate names must be those of the built-in ag_objects / ag_predicates vocabularies.
+    """
+    objects, preds = builtin("ag_objects"), builtin("ag_predicates")
+    where = f"video {ann.video_id!r}"
+    if ann.categories.count("person") != 1:
+        raise ValueError(f"{where}: expected exactly one 'person' track, got categories {list(ann.categories)}")
+    person = ann.categories.index("person")
+    labels = np.array([objects.index(c) for c in ann.categories], np.int64)
+    present = ann.present
+    out = {}
+    for t in range(ann.frame_count):
+        cols = [k for k in range(len(ann.tids)) if k != person and present[t, k]]
+        if not present[t, person] or not cols:
+            continue
+        rel = {k: ([], [], []) for k in cols}  # attention, spatial, contacting predicate indices
+        for r in ann.relations:
+            if r.begin_fid <= t < r.end_fid:
+                s, o, p = ann.column(r.subject_tid), ann.column(r.object_tid), preds.index(r.predicate)
+                group = next(g for g, (_, lo, hi) in enumerate(GROUPS) if lo <= p < hi)
+                k, other = (s, o) if group == 1 else (o, s)  # spatial points object -> person
+                if other != person or k not in rel:
+                    raise ValueError(f"{where} frame {t}: relation {r} does not link the person and a visible "
+                                     f"object in the {GROUPS[group][0]} direction")
+                rel[k][group].append(p)
+        for k in cols:
+            if len(rel[k][0]) != 1:
+                raise ValueError(f"{where} frame {t}: object tid {int(ann.tids[k])} needs exactly one attention "
+                                 f"relation, got {len(rel[k][0])}")
+        out[t] = AGFrameGT(ann.boxes[t, person], ann.boxes[t, cols], labels[cols], [rel[k][0][0] for k in cols],
+                           [tuple(rel[k][1]) for k in cols], [tuple(rel[k][2]) for k in cols],
+                           int(labels[person]))
+    return out
 
 
 def iou_xyxy_plus1(a: np.ndarray, b: np.ndarray) -> np.ndarray:

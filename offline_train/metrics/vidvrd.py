@@ -15,9 +15,9 @@ Conventions (those of VidVRD-helper, which the metrics in ``relation_detection``
   intervals share and divides by the summed areas of **every** frame of both trajectories minus that sum; frames
   outside the overlap count only in the denominator, and disjoint (or merely touching) intervals give 0.
 
-JSON forms: ``relation_instances_from_vidor`` reads one official VidOR/VidVRD annotation file (what VidVRD-helper's
-``Dataset.get_relation_insts`` yields); ``predictions_from_json`` / ``predictions_to_json`` read and write the
-official prediction file, ``{"results": {video_id: [{"triplet": [s, p, o], "score": f, "duration": [b, e],
+Sources: ``video_relations_from_annotation`` turns one parsed official annotation (``engine.vidvrd``) into ground
+truth, as VidVRD-helper's ``Dataset.get_relation_insts`` does; ``predictions_from_json`` / ``predictions_to_json``
+read and write the official prediction file, ``{"results": {video_id: [{"triplet": [s, p, o], "score": f, "duration": [b, e],
 "sub_traj": [[x1, y1, x2, y2], ...], "obj_traj": [...]}, ...]}}`` (a bare ``{video_id: [...]}`` mapping is
 accepted too), which is what ``vsgg eval`` writes.
 """
@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import numpy as np
+
+from engine.vidvrd import VideoAnnotation
 
 Triplet = tuple[str, str, str]  # (subject category, predicate, object category)
 
@@ -175,30 +177,19 @@ def predictions_to_json(preds: Mapping[str, list[VideoRelation]], version: str =
         for vid, rels in preds.items()}}
 
 
-def relation_instances_from_vidor(anno: Mapping) -> list[VideoRelation]:
-    """Ground-truth relation instances of one official VidOR/VidVRD annotation (the parsed JSON file).
+def video_relations_from_annotation(ann: VideoAnnotation) -> list[VideoRelation]:
+    """Ground-truth relations of one parsed official annotation (``engine.vidvrd.load_vidvrd``), in file order.
 
-    Trajectories are cut from ``trajectories[begin_fid:end_fid]``; a frame that lacks the subject's or object's
-    box raises a ValueError (the reference would raise a KeyError there).
+    Trajectories are the subject's and object's boxes over ``[begin_fid, end_fid)``, as VidVRD-helper's
+    ``Dataset.get_relation_insts`` cuts them; a frame of that span without a box raises a ValueError.
     """
-    for key in ("subject/objects", "trajectories", "relation_instances"):
-        if key not in anno:
-            raise ValueError(f"annotation: missing field '{key}'")
-    category = {o["tid"]: o["category"] for o in anno["subject/objects"]}
-    frames = [{b["tid"]: (b["bbox"]["xmin"], b["bbox"]["ymin"], b["bbox"]["xmax"], b["bbox"]["ymax"])
-               for b in frame} for frame in anno["trajectories"]]
     out = []
-    for i, r in enumerate(anno["relation_instances"]):
-        name = f"annotation.relation_instances[{i}]"
-        s, o, b, e = r["subject_tid"], r["object_tid"], r["begin_fid"], r["end_fid"]
-        if s not in category or o not in category:
-            raise ValueError(f"{name}: subject_tid {s} or object_tid {o} is not in subject/objects")
-        if not 0 <= b < e <= len(frames):
-            raise ValueError(f"{name}: duration [{b}, {e}) is outside the {len(frames)} annotated frames")
-        try:
-            sub = [frames[f][s] for f in range(b, e)]
-            obj = [frames[f][o] for f in range(b, e)]
-        except KeyError as k:
-            raise ValueError(f"{name}: trajectory of tid {k} has no box in a frame of [{b}, {e})") from None
-        out.append(VideoRelation((category[s], r["predicate"], category[o]), b, e, sub, obj))
+    for i, r in enumerate(ann.relations):
+        b, e = r.begin_fid, r.end_fid
+        s_col, o_col = ann.column(r.subject_tid), ann.column(r.object_tid)
+        sub, obj = ann.boxes[b:e, s_col], ann.boxes[b:e, o_col]
+        if np.isnan(sub).any() or np.isnan(obj).any():
+            raise ValueError(f"video {ann.video_id!r} relation_instances[{i}]: subject tid {r.subject_tid} or object "
+                             f"tid {r.object_tid} has no box in some frame of [{b}, {e})")
+        out.append(VideoRelation((ann.categories[s_col], r.predicate, ann.categories[o_col]), b, e, sub, obj))
     return out

@@ -101,6 +101,7 @@ PROFILES: dict[str, CategoryProfile] = {p.name: p for p in (
     _P("frisbee", "object", (0.25, 0.03, 0.25), 0.0, 0.0, flies=True, fly=7.0),
     _P("sofa", "object", (0.9, 0.85, 2.0), 0.0, 0.0),
 )}
+SINGLE = ("train", "sofa")              # at most one of these per video
 RIDERS = ("person", "monkey")          # categories that ride mounts (``mount > 0``)
 SOFA_SEAT_M = 0.45                     # seat height of a sofa, m (what a person or pet sits or lies on)
 RESTERS = ("person", "dog", "domestic_cat", "monkey", "red_panda")   # categories that sit / lie on a sofa
@@ -137,9 +138,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("home", {"person": 3, "domestic_cat": 2, "dog": 2, "sofa": 2, "ball": 1}, 1.3, 12.0, (2.0, 7.0)),
     Setting("terrarium", {"hamster": 2, "lizard": 2, "snake": 2, "turtle": 1, "rabbit": 1, "squirrel": 1},
             0.35, 15.0, (0.6, 3.0)),
-    Setting("water", {"whale": 2, "watercraft": 3, "person": 2, "turtle": 1, "bird": 1}, 2.5, 5.0, (10.0, 60.0),
-            water=True),
-    Setting("airfield", {"airplane": 3, "car": 1, "bus": 1, "person": 1, "bird": 1}, 1.8, 2.0, (40.0, 250.0)),
+    Setting("water", {"whale": 2, "watercraft": 3, "person": 2, "bird": 1}, 2.5, 5.0, (8.0, 45.0), water=True),
+    Setting("airfield", {"airplane": 3, "car": 1, "bus": 1, "person": 1}, 1.8, 2.0, (25.0, 150.0)),
     Setting("railway", {"train": 2, "person": 2, "car": 1, "bird": 0.5}, 1.6, 3.0, (15.0, 70.0)),
 )
 

@@ -23,7 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from offline_train.synthetic.camera import PinholeCamera
-from offline_train.synthetic.categories import (RESTERS, RIDERS, SETTINGS, SOFA_SEAT_M, Setting, profile)
+from offline_train.synthetic.categories import (RESTERS, RIDERS, SETTINGS, SINGLE, SOFA_SEAT_M, Setting, profile)
 from offline_train.synthetic.world import AgentPlan, Behaviour
 
 P_INTERACT = 0.65      # probability that a new agent (not the first) interacts with an earlier one
@@ -95,6 +95,12 @@ class _Sampler:
     def pair_size(self, i_cat: str, j: int) -> float:
         return 0.5 * (profile(i_cat).height + profile(self.cats[j]).height * self.scale[j])
 
+    def crossing_speed(self, heading: float, speed: float) -> float:
+        """``speed`` capped so that travel along the optical axis stays within the stage depth for the video."""
+        z0, z1 = self.st.depth
+        along = abs(math.sin(heading)) * speed * self.frames / self.fps
+        return speed if along <= 0.8 * (z1 - z0) else speed * 0.8 * (z1 - z0) / along
+
     def crossing_start(self, mid: list[float], heading: float, speed: float, at: float) -> list[float]:
         """Start point such that an agent at ``speed`` along ``heading`` is at ``mid`` after ``at`` frames."""
         d = speed * at / self.fps
@@ -109,6 +115,8 @@ class _Sampler:
     # ------------------------------------------------------------------ agents
     def add_agent(self) -> None:
         cat = str(self.rng.choice(self.names, p=self.weights))
+        while cat in SINGLE and cat in self.cats:
+            cat = str(self.rng.choice(self.names, p=self.weights))
         scale = self.rng.uniform(0.85, 1.15)
         if cat == "person" and self.rng.random() < 0.15:
             scale = self.rng.uniform(0.6, 0.8)                  # children
@@ -140,7 +148,7 @@ class _Sampler:
             if seg.mode != "fly" and not self.st.water:
                 self.jumps[i] = self.random_jumps(cat)
         elif pr.kind in ("creeper", "swimmer"):
-            seg = Behaviour("wander", speed=self.gait(cat)) if r.random() < 0.7 else Behaviour("idle", posture="lie")
+            seg = Behaviour("wander", speed=self.gait(cat)) if r.random() < 0.7 else Behaviour("idle")
             self.speed[i] = seg.speed
         elif pr.kind == "vehicle":
             if cat in PARKED_ONLY or (cat != "train" and r.random() < 0.25):
@@ -148,7 +156,7 @@ class _Sampler:
             else:
                 h = self.lateral_heading() if cat != "train" else (0.0 if r.random() < 0.5 else math.pi)
                 flying = cat == "airplane" and r.random() < 0.6
-                v = pr.fly * r.uniform(0.7, 1.0) if flying else r.uniform(pr.walk, pr.run)
+                v = pr.fly * r.uniform(0.7, 1.0) if flying else self.crossing_speed(h, r.uniform(pr.walk, pr.run))
                 mid = self.stage_point()
                 if flying:
                     mid[1] = self.fly_altitude(cat)
@@ -217,6 +225,7 @@ class _Sampler:
         self.start[j][1] = 0.0
         if pj.kind == "vehicle":
             h = self.lateral_heading()
+            v = self.crossing_speed(h, v)
             mid = self.stage_point()
             self.start[j] = self.crossing_start(mid, h, v, self.rng.uniform(0.3, 0.7) * self.frames)
             self.segs[j], self.heading[j] = [(0, Behaviour("cross", speed=v, heading=h))], h
@@ -289,7 +298,7 @@ class _Sampler:
             side = (1 if r.random() < 0.5 else -1) * (radii + r.uniform(0.3, 1.5) * pair)
             mid = [self.start[j][0] - side * math.sin(h), 0.0, self.start[j][2] + side * math.cos(h)]
             flying = pr.flies and r.random() < 0.7
-            v = pr.fly * r.uniform(0.5, 0.9) if flying else self.gait(cat)
+            v = pr.fly * r.uniform(0.5, 0.9) if flying else self.crossing_speed(h, self.gait(cat))
             if flying:
                 mid = [self.start[j][0], self.fly_altitude(cat), self.start[j][2]]
             self.start[i] = self.crossing_start(mid, h, v, r.uniform(0.3, 0.7) * T)

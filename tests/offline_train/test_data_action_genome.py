@@ -250,3 +250,13 @@ def test_errors_from_files_name_the_folder(tmp_path, dicts):
     (tmp_path / "object_bbox_and_relationship.pkl").write_bytes(gen.dumps_like_ag(objects))
     with pytest.raises(ValueError, match=f"{tmp_path}.*000012.png.*'flying'"):
         load_action_genome(tmp_path)
+
+
+def test_agvideo_checks_and_is_read_only():
+    v = load_action_genome(FIXTURE, split="train")[0]
+    with pytest.raises(ValueError):
+        v.frame_numbers[0] = 3
+    with pytest.raises(ValueError, match="one frame number"):
+        AGVideo(v.annotation, v.frame_numbers[:2], v.frame_keys, "train", 24.0, {})
+    with pytest.raises(ValueError, match="increase"):
+        AGVideo(v.annotation, v.frame_numbers[::-1], v.frame_keys, "train", 24.0, {})

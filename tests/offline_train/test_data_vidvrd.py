@@ -128,11 +128,16 @@ def _mutations():
     def bad_box(d):
         d["trajectories"][0][0]["bbox"] = {"xmin": 10, "ymin": 0, "xmax": 5, "ymax": 4}
 
-    return {"truncated JSON": ("truncated", "not valid JSON"), "missing trajectories": (drop("trajectories"),
-                                                                                         "missing field 'trajectories'"),
-            "missing fps": (drop("fps"), "missing field 'fps'"), "end_fid past the end": (late_end, "frame span"),
-            "unknown tid": (unknown_tid, "tid 7"), "frame_count mismatch": (short_traj, "frame_count"),
-            "inverted box": (bad_box, "x1<=x2"), "top level list": ("list", "top level")}
+    return {
+        "truncated JSON": ("truncated", "not valid JSON"),
+        "missing trajectories": (drop("trajectories"), "missing field 'trajectories'"),
+        "missing fps": (drop("fps"), "missing field 'fps'"),
+        "end_fid past the end": (late_end, "frame span"),
+        "unknown tid": (unknown_tid, "tid 7"),
+        "frame_count mismatch": (short_traj, "frame_count"),
+        "inverted box": (bad_box, "x1<=x2"),
+        "top level list": ("list", "top level"),
+    }
 
 
 @pytest.mark.parametrize("case", sorted(_mutations()))

@@ -1,12 +1,24 @@
 """Action Genome recall metrics: hand-computed cases for with / semi / no constraint and both mR@K variants."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from engine.vidvrd import RelationInstance, VideoAnnotation
 from engine.vocab import builtin
-from offline_train.metrics import (ActionGenomeEvalConfig, ActionGenomeEvaluator, AGFrameGT, AGFramePred,
-                                   evaluate_action_genome, iou_xyxy_plus1)
+from offline_train.data.action_genome import load_action_genome
+from offline_train.metrics import (
+    ActionGenomeEvalConfig,
+    ActionGenomeEvaluator,
+    AGFrameGT,
+    AGFramePred,
+    ag_frames_from_annotation,
+    evaluate_action_genome,
+    iou_xyxy_plus1,
+)
 from offline_train.metrics.mean_recall import MeanRecall
 
+AG_FIXTURE = Path(__file__).resolve().parents[1] / "data" / "action_genome_fixture"
 PRED = builtin("ag_predicates")
 OBJ = builtin("ag_objects")
 LOOKING, NOTLOOKING = PRED.index("lookingat"), PRED.index("notlookingat")
@@ -233,3 +245,45 @@ def test_bad_dataset_and_config_inputs():
                 dict(no_constraint_max=0), dict(mean_recall_over="some")):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ActionGenomeEvalConfig(**bad)
+
+
+def test_frames_from_the_action_genome_loader_fixture():
+    ann = {v.annotation.video_id: v for v in load_action_genome(AG_FIXTURE, split="train")}["A1B2C.mp4"].annotation
+    frames = ag_frames_from_annotation(ann)
+    assert sorted(frames) == [0, 1, 2]
+    f0 = frames[0]   # cup: lookingat, infrontof, holding; table: notlookingat, beneath + infrontof, notcontacting
+    assert f0.object_labels.tolist() == [CUP, OBJ.index("table")] and f0.person_label == PERSON
+    assert f0.attention.tolist() == [LOOKING, NOTLOOKING]
+    assert f0.spatial == ((INFRONT,), (PRED.index("beneath"), INFRONT))
+    assert f0.contacting == ((HOLDING,), (PRED.index("notcontacting"),))
+    np.testing.assert_array_equal(f0.object_boxes_xyxy[0], [10, 20, 40, 60])
+    assert [len(frames[t].triplets()[1]) for t in range(3)] == [7, 3, 7]
+    # PredCls predictions scoring every gt predicate .95 and the rest .02:
+    # with keeps one spatial / contacting predicate per pair: frame 0 misses one of the table's 2 spatial (6/7),
+    # frame 1 gets 3/3, frame 2 misses one of the cup's 2 contacting (6/7) -> R = (6/7 + 1 + 6/7) / 3 = 19/21.
+    # semi and no recover every triplet -> 1.
+    preds = {}
+    for t, g in frames.items():
+        n = len(g.object_labels)
+        scores = np.full((n, 26), 0.02)
+        pairs, preds_ = g.triplets()
+        for (s, o), p in zip(pairs, preds_):
+            scores[max(s, o) - 1, p] = 0.95
+        preds[t] = AGFramePred(np.vstack([g.person_box_xyxy, g.object_boxes_xyxy]),
+                               np.concatenate([[PERSON], g.object_labels]), np.ones(n + 1),
+                               [[0, i + 1] for i in range(n)], scores[:, :3], scores[:, 3:9], scores[:, 9:])
+    r = evaluate_action_genome(frames, preds, ActionGenomeEvalConfig(recall_at=(50,)))
+    assert r["with"]["R@50"] == pytest.approx(19 / 21)
+    assert r["semi"]["R@50"] == 1.0 and r["no"]["R@50"] == 1.0
+
+
+def test_frames_from_annotation_reject_a_missing_attention():
+    boxes = np.array([[PERSON_BOX, [0.0, 0.0, 9.0, 9.0]]], np.float32)                    # (T=1, K=2, 4)
+    ann = VideoAnnotation("v", 1.0, 640, 480, np.array([0, 1]), ("person", "cupglassbottle"), boxes,
+                          (RelationInstance(0, "holding", 1, 0, 1),))
+    with pytest.raises(ValueError, match="exactly one attention"):
+        ag_frames_from_annotation(ann)
+    wrong_way = VideoAnnotation("v", 1.0, 640, 480, np.array([0, 1]), ("person", "cupglassbottle"), boxes,
+                                (RelationInstance(0, "lookingat", 1, 0, 1), RelationInstance(0, "above", 1, 0, 1)))
+    with pytest.raises(ValueError, match="spatial direction"):
+        ag_frames_from_annotation(wrong_way)

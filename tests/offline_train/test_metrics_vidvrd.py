@@ -5,9 +5,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from offline_train.metrics import (RelationDetectionConfig, VideoRelation, RelationTaggingConfig,
-                                   evaluate_relation_detection, evaluate_relation_tagging, predictions_from_json,
-                                   predictions_to_json, relation_instances_from_vidor, viou_xyxy, voc_ap)
+from engine.vidvrd import load_vidvrd, parse_vidvrd
+from offline_train.metrics import (
+    RelationDetectionConfig,
+    RelationTaggingConfig,
+    VideoRelation,
+    evaluate_relation_detection,
+    evaluate_relation_tagging,
+    predictions_from_json,
+    predictions_to_json,
+    video_relations_from_annotation,
+    viou_xyxy,
+    voc_ap,
+)
 from offline_train.metrics.mean_recall import MeanRecall
 
 VIDOR = Path(__file__).resolve().parents[1] / "data" / "vidor" / "3598080384.json"
@@ -150,7 +160,7 @@ def test_max_predictions_truncates_before_matching():
 
 
 def test_real_vidor_annotation_and_json_round_trip(tmp_path):
-    gt_rels = relation_instances_from_vidor(json.loads(VIDOR.read_text()))
+    gt_rels = video_relations_from_annotation(load_vidvrd(VIDOR))
     assert [(r.triplet[1], r.begin_fid, r.end_fid, len(r.sub_traj)) for r in gt_rels] == [
         ("next_to", 0, 90, 90), ("next_to", 150, 205, 55), ("in_front_of", 0, 90, 90), ("in_front_of", 150, 205, 55)]
     assert gt_rels[0].sub_traj[0].tolist() == [0, 150, 165, 379]  # frame 0 box of tid 0 (adult)
@@ -218,9 +228,9 @@ def test_bad_inputs_raise_value_errors():
     with pytest.raises(ValueError, match="max_predictions"):
         RelationTaggingConfig(max_predictions=0)
     anno = json.loads(VIDOR.read_text())
-    anno["relation_instances"][0]["end_fid"] = 10_000
-    with pytest.raises(ValueError, match=r"relation_instances\[0\]"):
-        relation_instances_from_vidor(anno)
+    anno["trajectories"][10] = [b for b in anno["trajectories"][10] if b["tid"] != 0]  # adult missing in frame 10
+    with pytest.raises(ValueError, match=r"relation_instances\[0\]: subject tid 0"):
+        video_relations_from_annotation(parse_vidvrd(anno))
 
 
 def test_mean_recall_rejects_bad_counts():

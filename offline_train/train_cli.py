@@ -1,0 +1,28 @@
+"""`vsgg train --config FILE [--preset NAME] [key=value ...]`: train the relation model."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(parser: argparse.ArgumentParser):
+    parser.description = ("Train the streaming relation model. Settings: preset < --config YAML < key=value overrides "
+                          "(e.g. optim.epochs=3 run.out_dir=runs/x). Writes checkpoints (safetensors + JSON), "
+                          "history.json, loss.png and predicate_recall.png under run.out_dir.")
+    parser.add_argument("--config", default=None, help="YAML file with TrainConfig keys")
+    parser.add_argument("--preset", default=None, help="named preset: tiny (about a minute) or default")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if run.out_dir has a checkpoint")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    return run
+
+
+def run(args) -> int:
+    from offline_train.config import load_train_config
+    from offline_train.train import train
+
+    if args.config is None and args.preset is None:
+        args.preset = "default"
+    cfg = load_train_config(args.config, args.overrides, args.preset)
+    out = train(cfg, resume=not args.no_resume)
+    print(f"done: checkpoints in {out / 'best'} and {out / 'last'}; plots {out / 'loss.png'}, "
+          f"{out / 'predicate_recall.png'}")
+    return 0

@@ -1,0 +1,66 @@
+"""Relation filter: hysteresis, minimum duration, holding through unobserved frames, flicker accounting."""
+import numpy as np
+import pytest
+
+from engine.config import ConfigError, FilterConfig
+from engine.relation_filter import ENDED, STARTED, RelationFilter
+
+
+def feed(f, seq, dt=0.1, rows=np.array([0])):
+    events = []
+    for k, s in enumerate(seq):
+        if s is None:  # pair not observed in this frame
+            continue
+        events += f.update(rows, np.array([[s]], np.float32), k * dt)
+    return events
+
+
+def test_start_needs_min_duration_and_reports_first_crossing():
+    f = RelationFilter(FilterConfig(tau_s=0.0, enter=0.6, exit=0.4, min_duration_s=0.3), 4, 1)
+    ev = feed(f, [0.1, 0.7, 0.8, 0.9, 0.9, 0.9])
+    assert [e.kind for e in ev] == [STARTED]
+    assert ev[0].t == pytest.approx(0.4) and ev[0].start_time == pytest.approx(0.1)
+
+
+def test_short_spike_does_not_start():
+    f = RelationFilter(FilterConfig(tau_s=0.0, enter=0.6, exit=0.4, min_duration_s=0.3), 4, 1)
+    assert feed(f, [0.1, 0.9, 0.9, 0.1, 0.9, 0.1]) == []
+
+
+def test_hysteresis_band_keeps_relation():
+    f = RelationFilter(FilterConfig(tau_s=0.0, enter=0.6, exit=0.4, min_duration_s=0.0), 4, 1)
+    ev = feed(f, [0.7, 0.5, 0.45, 0.55, 0.41, 0.3])
+    assert [e.kind for e in ev] == [STARTED, ENDED]
+    assert ev[1].t == pytest.approx(0.5)
+
+
+def test_unobserved_frames_hold_state():
+    f = RelationFilter(FilterConfig(tau_s=0.0, enter=0.6, exit=0.4, min_duration_s=0.0), 4, 1)
+    ev = feed(f, [0.9, None, None, None, 0.9])
+    assert [e.kind for e in ev] == [STARTED]
+    assert f.active[0, 0]
+
+
+def test_smoothing_and_flicker_lower_than_raw():
+    rng = np.random.default_rng(0)
+    truth = (np.arange(600) // 60) % 2 == 0           # 6 s on / 6 s off at 10 fps
+    noisy = np.clip(np.where(truth, 0.75, 0.25) + rng.normal(0, 0.2, 600), 0, 1)
+    raw = RelationFilter(FilterConfig(tau_s=0.0, enter=0.5, exit=0.5, min_duration_s=0.0), 1, 1)
+    smooth = RelationFilter(FilterConfig(), 1, 1)
+    for f in (raw, smooth):
+        feed(f, noisy.tolist())
+    assert smooth.flicker_rate() < raw.flicker_rate() / 3
+    assert smooth.toggles >= 9  # still follows the real changes (10 segments -> >= 9 toggles)
+
+
+def test_end_rows_ends_active_and_clears():
+    f = RelationFilter(FilterConfig(tau_s=0.0, min_duration_s=0.0), 4, 2)
+    f.update(np.array([1, 2]), np.array([[0.9, 0.1], [0.9, 0.9]], np.float32), 0.0)
+    ev = f.end_rows(np.array([2]), 1.0)
+    assert sorted((e.row, e.predicate, e.kind) for e in ev) == [(2, 0, ENDED), (2, 1, ENDED)]
+    assert not f.active[2].any() and f.active[1, 0]
+
+
+def test_bad_config():
+    with pytest.raises(ConfigError, match="exit"):
+        FilterConfig(enter=0.3, exit=0.5)
