@@ -34,18 +34,20 @@ class TrackerConfig:
 
     high_score: float = 0.5          # detections at or above this go to the first association stage
     low_score: float = 0.1           # detections below this are dropped; in between go to the second stage
-    new_track_score: float = 0.6     # an unmatched high detection starts a track only above this score
-    match_iou_high: float = 0.2      # minimum IoU to accept a first-stage match
+    new_track_score: float = 0.7     # an unmatched high detection starts a track only at or above this score
+    match_iou_high: float = 0.3      # minimum IoU to accept a first-stage match
     match_iou_low: float = 0.5       # minimum IoU to accept a second-stage (low score) match
-    match_iou_tentative: float = 0.3 # minimum IoU to match a tentative track with the leftover high detections
+    match_iou_tentative: float = 0.5 # minimum IoU to match a tentative track with the leftover high detections
     min_hits: int = 3                # consecutive matched frames before a tentative track is confirmed
     max_age: int = 30                # frames a confirmed track may go unmatched before it is removed
     max_tracks: int = 1024           # hard cap on live tracks (tentative + confirmed + lost)
     class_gating: bool = True        # only match detections and tracks with the same label
-    std_weight_position: float = 1.0 / 20   # Kalman noise, as a fraction of box height
-    std_weight_velocity: float = 1.0 / 160
-    std_weight_measurement: float = 1.0 / 20  # Kalman measurement noise (detector box error), fraction of box size
-    confirm_first_frame: bool = True  # tracks born in the first frame of a stream skip the tentative phase
+    confirm_first_frame: bool = True # tracks born in the first frame of a stream skip the tentative phase
+    # Kalman noise std as fractions of the box size (width for x terms, height for y terms); only ratios matter.
+    std_weight_position: float = 1.0 / 20     # process noise of the box centre per frame
+    std_weight_velocity: float = 1.0 / 160    # process noise of the centre velocity per frame
+    size_noise_ratio: float = 0.5             # process noise of w, h (and rates) relative to the centre's
+    std_weight_measurement: float = 1.0 / 10  # detector box noise
 
     def __post_init__(self):
         _check(0.0 <= self.low_score <= self.high_score <= 1.0, "tracker: need 0 <= low_score <= high_score <= 1")
@@ -54,6 +56,9 @@ class TrackerConfig:
         _check(self.min_hits >= 1, "tracker.min_hits must be >= 1")
         _check(self.max_age >= 0, "tracker.max_age must be >= 0")
         _check(self.max_tracks >= 1, "tracker.max_tracks must be >= 1")
+        _check(0.0 <= self.new_track_score <= 1.0, "tracker.new_track_score must be in [0, 1]")
+        for name in ("std_weight_position", "std_weight_velocity", "size_noise_ratio", "std_weight_measurement"):
+            _check(0.0 < getattr(self, name) < float("inf"), f"tracker.{name} must be a positive number")
 
 
 @dataclass(frozen=True)
@@ -166,8 +171,8 @@ class TransportConfig:
             _check(isinstance(v, str) and v.split("://", 1)[0] in ("tcp", "ipc", "inproc") and "://" in v
                    and len(v.split("://", 1)[1]) > 0,
                    f"transport.{name} must be a ZeroMQ endpoint such as tcp://127.0.0.1:5556, got {v!r}")
-        _check(self.pub_endpoint != self.snapshot_endpoint,
-               "transport.pub_endpoint and transport.snapshot_endpoint must differ")
+        _check(self.pub_endpoint != self.snapshot_endpoint or self.pub_endpoint.endswith(":*"),
+               "transport.pub_endpoint and transport.snapshot_endpoint must differ (or both pick a free port, :*)")
         _check(0.01 <= self.heartbeat_s <= 3600, "transport.heartbeat_s must be in [0.01, 3600]")
         _check(self.max_message_bytes >= 65536, "transport.max_message_bytes must be >= 65536")
         _check(256 <= self.max_request_bytes <= self.max_message_bytes,

@@ -8,23 +8,22 @@ centre and size of the box in pixels (image frame, origin top-left) and their ra
 The measurement is the detected box as ``z = [cx, cy, w, h]`` (pixels), so ``H = [I4 | 0]``.
 Motion model over a step of ``dt`` frames: ``F = [[I4, dt*I4], [0, I4]]`` (constant velocity).
 
-Noise is proportional to the box size, so the filter behaves the same for near (big) and far (small) objects:
-with ``s = (w, h, w, h)`` taken from the current estimate (clamped to >= 1 px),
+Noise is proportional to the box size, so the filter behaves the same for near (big) and far (small) objects.
+With ``s = (w, h, w, h)`` from the current estimate (clamped to >= 1 px) and per-component weights
+``std_pos``, ``std_vel``, ``std_meas`` (each (4,) float64, fractions of the box size for cx, cy, w, h):
 
-* process noise   ``Q = dt * diag((std_pos * s)**2, (std_vel * s)**2)``,
-* measurement noise ``R = diag((std_pos * s)**2)``,
+* process noise     ``Q = dt * diag((std_pos * s)**2, (std_vel * s)**2)``,
+* measurement noise ``R = diag((std_meas * s)**2)``,
 * initial covariance ``diag((2 * std_pos * s)**2, (10 * std_vel * s)**2)`` with ``s`` from the first measurement.
 
-``std_pos`` / ``std_vel`` are fractions of the box size (``TrackerConfig.std_weight_position`` / ``_velocity``).
-The kernels work in place on the rows listed in ``rows`` (int64 indices), so a tracker can keep fixed-capacity
-struct-of-arrays state and touch only its live slots.
+Only the ratios between the weights shape the filter (scaling all of them by one factor scales P, Q and R alike
+and leaves the gain unchanged). The kernels work in place on the rows listed in ``rows`` (int64 indices), so a
+tracker can keep fixed-capacity struct-of-arrays state and touch only its live slots.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
-import os
-SIZEF = float(os.environ.get('SIZEF', '1'))
 
 
 @njit(cache=True)
@@ -38,7 +37,7 @@ def kalman_initiate(mean, cov, rows, meas, std_pos, std_vel):
     """Start tracks: ``mean[rows[k]]`` = (meas[k], 0 velocity), ``cov[rows[k]]`` = initial covariance.
 
     mean: (C, 8) float64, cov: (C, 8, 8) float64 (modified in place); rows: (K,) int64;
-    meas: (K, 4) cxcywh pixels (any float dtype).
+    meas: (K, 4) cxcywh pixels (any float dtype); std_pos, std_vel: (4,) float64 weights.
     """
     for k in range(rows.shape[0]):
         r = rows[k]
@@ -49,8 +48,8 @@ def kalman_initiate(mean, cov, rows, meas, std_pos, std_vel):
                 cov[r, i, j] = 0.0
         for i in range(4):
             s = _size_scale(w, h, i)
-            cov[r, i, i] = (2.0 * std_pos * s) ** 2
-            cov[r, i + 4, i + 4] = (10.0 * std_vel * s) ** 2
+            cov[r, i, i] = (2.0 * std_pos[i] * s) ** 2
+            cov[r, i + 4, i + 4] = (10.0 * std_vel[i] * s) ** 2
 
 
 @njit(cache=True)
@@ -71,14 +70,13 @@ def kalman_predict(mean, cov, rows, dt, std_pos, std_vel):
                 p[i, j] += dt * p[i, j + 4]
         for i in range(4):
             s = _size_scale(w, h, i)
-            f = SIZEF if i >= 2 else 1.0
-            p[i, i] += dt * (f * std_pos * s) ** 2
-            p[i + 4, i + 4] += dt * (f * std_vel * s) ** 2
+            p[i, i] += dt * (std_pos[i] * s) ** 2
+            p[i + 4, i + 4] += dt * (std_vel[i] * s) ** 2
 
 
 @njit(cache=True)
-def kalman_update(mean, cov, rows, meas, std_pos):
-    """Correct ``rows`` with measurements ``meas`` (K, 4) cxcywh pixels (in place).
+def kalman_update(mean, cov, rows, meas, std_meas):
+    """Correct ``rows`` with measurements ``meas`` (K, 4) cxcywh pixels (in place); std_meas: (4,) float64 weights.
 
     S = H P H^T + R, K = P H^T S^-1, x <- x + K (z - H x), P <- P - K H P, solved with a 4x4 Cholesky factor.
     """
@@ -96,7 +94,7 @@ def kalman_update(mean, cov, rows, meas, std_pos):
         for i in range(4):
             for j in range(4):
                 S[i, j] = p[i, j]
-            S[i, i] += (std_pos * _size_scale(w, h, i)) ** 2
+            S[i, i] += (std_meas[i] * _size_scale(w, h, i)) ** 2
         for i in range(4):
             for j in range(i + 1):
                 acc = S[i, j]

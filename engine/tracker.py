@@ -237,11 +237,13 @@ class Tracker:
         if not isinstance(cfg, TrackerConfig):
             raise TypeError(f"cfg: expected a TrackerConfig, got {type(cfg).__name__}")
         self.cfg = cfg
+        size = cfg.size_noise_ratio
         self._params = (float(cfg.high_score), float(cfg.low_score), float(cfg.new_track_score),
                         float(cfg.match_iou_high), float(cfg.match_iou_low), float(cfg.match_iou_tentative),
                         int(cfg.min_hits), int(cfg.max_age), bool(cfg.class_gating),
-                        float(cfg.std_weight_position), float(cfg.std_weight_velocity),
-                        float(cfg.std_weight_measurement))
+                        cfg.std_weight_position * np.array([1.0, 1.0, size, size]),   # (cx, cy, w, h)
+                        cfg.std_weight_velocity * np.array([1.0, 1.0, size, size]),
+                        cfg.std_weight_measurement * np.ones(4))
         cap = cfg.max_tracks
         self._mean = np.zeros((cap, 8))                 # [cx, cy, w, h, vcx, vcy, vw, vh], px and px/frame
         self._cov = np.zeros((cap, 8, 8))

@@ -35,14 +35,12 @@ def relation_key(key: RelationKey) -> str:
     return f"r/{s}/{p}/{o}"
 
 
-def select(entities: dict[int, Entity] | None, relations: dict[RelationKey, Relation], prefix: str,
+def select(relations: dict[RelationKey, Relation], prefix: str,
            candidates: dict[int, Entity]) -> tuple[dict[int, Entity], dict[RelationKey, Relation]]:
-    """Items of the view for ``prefix``: relations whose key matches, entities whose key matches plus the ends of
-    those relations. ``entities`` are the ids to test against the prefix (None: all of ``candidates``);
-    ``candidates`` supplies entity values. Raises MissingEntityError when an end is not in ``candidates``."""
+    """Items of the view for ``prefix``: the relations whose key matches, the ``candidates`` entities whose key
+    matches, and the ends of those relations (taken from ``candidates``; MissingEntityError when absent)."""
     rels = {k: r for k, r in relations.items() if relation_key(k).startswith(prefix)}
-    pool = candidates if entities is None else entities
-    ents = {i: candidates[i] for i in pool if entity_key(i).startswith(prefix)}
+    ents = {i: e for i, e in candidates.items() if entity_key(i).startswith(prefix)}
     for (s, _, o) in rels:
         for i in (s, o):
             if i not in ents:
@@ -57,7 +55,7 @@ def view(graph: SceneGraph, prefix: str) -> SceneGraph:
     """The subtree view of ``graph`` (``graph`` itself for prefix "")."""
     if not prefix:
         return graph
-    ents, rels = select(None, dict(graph.relations), prefix, dict(graph.entities))
+    ents, rels = select(dict(graph.relations), prefix, dict(graph.entities))
     return SceneGraph(t=graph.t, entities=ents, relations=rels, epoch=graph.epoch, seq=graph.seq)
 
 
@@ -86,5 +84,5 @@ def apply_to_view(current: SceneGraph, delta: GraphDelta, prefix: str) -> SceneG
             raise ValueError(f"delta seq {delta.seq}: relation {r.key} refers to a removed entity")
         rels[r.key] = r
     # Entities outside the prefix stay only as relation ends, so testing the prefix over all candidates is exact.
-    ents, rels = select(None, rels, prefix, candidates)
+    ents, rels = select(rels, prefix, candidates)
     return SceneGraph(t=delta.t, entities=ents, relations=rels, epoch=delta.epoch, seq=delta.seq)

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import msgpack
 import numpy as np
+import zmq
 
 from engine.types import Entity, GraphDelta, Relation, RelationKey
 
@@ -443,3 +444,17 @@ def decode_request(frames: Sequence[bytes], max_bytes: int) -> SnapshotRequest:
         return SnapshotRequest(_int(body["rid"], "request.rid"), check_subtree(body["subtree"], "request.subtree"))
     except WireError as e:
         raise WireError(str(e), e.code, rid) from None
+
+
+def recv_frames(socket: zmq.Socket, max_frames: int) -> tuple[list[bytes], int]:
+    """Receive one multipart message without blocking (raises zmq.Again when none is waiting). Keeps at most
+    ``max_frames`` parts, so a message with thousands of parts costs no memory here; returns (kept, total parts).
+    Each part is already bounded by the socket's ZMQ_MAXMSGSIZE."""
+    frames = [socket.recv(zmq.NOBLOCK)]
+    total = 1
+    while socket.getsockopt(zmq.RCVMORE):
+        part = socket.recv()
+        total += 1
+        if len(frames) < max_frames:
+            frames.append(part)
+    return frames, total

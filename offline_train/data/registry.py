@@ -20,6 +20,12 @@ Switching datasets is a config change (YAML slice ``dataset:`` of the training c
       paths: [/data/ag/annotations]  # folder holding person_bbox.pkl and object_bbox_and_relationship.pkl
       split: train
       min_frames: 3
+    dataset:                       # generated worlds in the VidVRD label space (offline_train.synthetic)
+      kind: synthetic
+      split: train                 # train | val | test ('' = train): part of each video's seed
+      synthetic_seed: 0
+      synthetic_videos: 200        # video indices 0..199 of that split
+      synthetic: {frames: 150, fps: 15.0}
 
 Vocabularies are built-in names (``engine/vocab/*.txt``: vidvrd_objects, vidvrd_predicates, ag_objects,
 ag_predicates) or paths to a text file with one name per line; empty means the kind's default (VidVRD's for vidvrd,
@@ -28,15 +34,18 @@ policies are described in ``offline_train.data.label_map``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from tqdm import tqdm
 
 from engine.config import ConfigError, load_config
 from engine.vidvrd import VideoAnnotation
 from engine.vocab import Vocabulary, builtin
 from offline_train.data.action_genome import ag_predicate_groups, load_action_genome
-from offline_train.data.label_map import UNKNOWN_POLICIES, LabelMap
+from offline_train.data.label_map import UNKNOWN_POLICIES, LabelMap, remap_annotation
 from offline_train.data.vidvrd_dataset import load_vidvrd_dataset
+from offline_train.synthetic.generate import SPLIT_CODES, SynthConfig, generate_video
 
 KINDS = ("vidvrd", "vidor", "action_genome", "synthetic")
 _DEFAULT_VOCABS = {"vidvrd": ("vidvrd_objects", "vidvrd_predicates"), "vidor": ("", ""),
@@ -49,9 +58,10 @@ class DatasetConfig:
     """Where the annotations are and how their labels become vocabulary indices.
 
     kind:        'vidvrd' | 'vidor' (official JSON) | 'action_genome' (AG pickles) | 'synthetic'.
-    paths:       JSON files or folders (searched recursively) for vidvrd/vidor; AG's annotations folder.
+    paths:       JSON files or folders (searched recursively) for vidvrd/vidor; AG's annotations folder; unused
+                 for synthetic.
     split:       vidvrd/vidor: sub-folder joined to each folder path ('' = none); action_genome: 'train' | 'test' |
-                 '' (both), from the frames' metadata 'set'.
+                 '' (both), from the frames' metadata 'set'; synthetic: 'train' | 'val' | 'test' ('' = train).
     object_vocab, predicate_vocab: built-in vocabulary name or vocabulary file; '' = the kind's default.
     category_map, predicate_map:   YAML/JSON {source_name: target_name or null} files; '' = identity.
     unknown_category, unknown_predicate: 'error' | 'drop' for names neither mapped nor in the vocabulary.
@@ -59,6 +69,8 @@ class DatasetConfig:
     max_videos:  load at most this many videos (0 = all), for quick runs.
     ag_require_person_box: drop AG frames without a person box (STTran's default, True).
     ag_fps:      assumed native frame rate of AG's Charades videos, for keyframe times in seconds.
+    synthetic, synthetic_seed, synthetic_videos: kind 'synthetic' generates videos (seed, split, index) for
+                 index 0 .. synthetic_videos - 1 with ``offline_train.synthetic.generate.generate_video``.
     """
 
     kind: str = "vidvrd"
@@ -74,6 +86,9 @@ class DatasetConfig:
     max_videos: int = 0
     ag_require_person_box: bool = True
     ag_fps: float = 24.0
+    synthetic: SynthConfig = field(default_factory=SynthConfig)
+    synthetic_seed: int = 0
+    synthetic_videos: int = 100
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -87,6 +102,11 @@ class DatasetConfig:
             raise ConfigError("dataset.min_frames must be >= 1 and dataset.max_videos >= 0")
         if not self.ag_fps > 0:
             raise ConfigError(f"dataset.ag_fps must be > 0, got {self.ag_fps}")
+        if self.kind == "synthetic" and self.split not in ("", *SPLIT_CODES):
+            raise ConfigError(f"dataset.split for synthetic must be '' or one of {tuple(SPLIT_CODES)}, "
+                              f"got {self.split!r}")
+        if self.synthetic_seed < 0 or self.synthetic_videos < 1:
+            raise ConfigError("dataset.synthetic_seed must be >= 0 and dataset.synthetic_videos >= 1")
         if isinstance(self.paths, (str, Path)):
             raise ConfigError(f"dataset.paths must be a list of paths, got the single string {self.paths!r}")
         object.__setattr__(self, "paths", tuple(str(p) for p in self.paths))
@@ -137,10 +157,7 @@ def load_dataset(cfg: DatasetConfig, progress: bool = True) -> list[VideoAnnotat
     ``offline_train.data.action_genome``; use ``load_action_genome`` directly for frame numbers and times).
     """
     if cfg.kind == "synthetic":
-        raise NotImplementedError(
-            "dataset.kind 'synthetic' is not wired yet: offline_train.synthetic has no function that generates "
-            "VideoAnnotations for a seed range (e.g. generate_videos(seeds) -> list[VideoAnnotation]) for "
-            "offline_train/data/registry.py to call")
+        return _load_synthetic(cfg, progress)
     if not cfg.paths:
         raise ConfigError(f"dataset.paths is empty: give the {cfg.kind} annotation files or folders")
     cats, preds = label_maps(cfg)
@@ -153,3 +170,16 @@ def load_dataset(cfg: DatasetConfig, progress: bool = True) -> list[VideoAnnotat
         return [v.annotation for v in videos]
     return load_vidvrd_dataset(cfg.paths, cats, preds, split=cfg.split, min_frames=cfg.min_frames,
                                max_videos=cfg.max_videos, progress=progress)
+
+
+def _load_synthetic(cfg: DatasetConfig, progress: bool) -> list[VideoAnnotation]:
+    """Generated videos (synthetic_seed, split, 0 .. synthetic_videos - 1), labels mapped like any dataset."""
+    cats, preds = label_maps(cfg)
+    split = cfg.split or "train"
+    n = cfg.synthetic_videos if not cfg.max_videos else min(cfg.max_videos, cfg.synthetic_videos)
+    out = []
+    for i in tqdm(range(n), desc="synthetic", unit="video", disable=not progress, leave=False):
+        ann = generate_video(cfg.synthetic, cfg.synthetic_seed, i, split)
+        if ann.frame_count >= cfg.min_frames:
+            out.append(remap_annotation(ann, cats, preds, f"synthetic video '{ann.video_id}'"))
+    return out

@@ -33,10 +33,11 @@ candidates the same one. Frame recall = recalled / ground-truth triplets; ``R@K`
 ``mR@K``: per predicate hits and counts per frame, combined as in ``offline_train.metrics.mean_recall`` into
 ``mR@K_accumulated`` (TEMPURA / TD2-Net) and ``mR@K_per_frame``, averaged ``over="all"`` 26 predicates by default.
 
-Known divergence, unreachable with softmax/sigmoid scores: the reference recognises a score row's group by
-``score[0] + score[1] > 0`` (then 3, 4 and 9, 10), so a group whose first two scores are exactly 0 is dropped or
-misread in ``semi`` and ``with``; here groups are explicit. In ``no`` the reference also ranks each group's row with
-zeros in the other groups' columns; those zero-score duplicates never change recall when real scores are > 0.
+Known divergences, only reachable with scores of exactly 0 (softmax / sigmoid outputs never are): in ``semi`` the
+reference recognises a row's group by ``score[0] + score[1] > 0`` (then ``[3] + [4]``, then ``[9] + [10]``), so e.g. a
+hard one-hot "unsure" attention row is dropped; in ``with`` it takes the argmax over all 26 columns, so an all-zero
+group yields "lookingat" at score 0. Here groups are explicit. In ``no`` the reference also ranks zero-score copies
+of each pair under the other groups' predicates; they duplicate real candidates and never change recall.
 """
 from __future__ import annotations
 
@@ -72,7 +73,10 @@ def _person_label() -> int:
 
 def _array(name: str, value, shape: tuple, kind: str) -> np.ndarray:
     """Validated read-only copy; ``shape`` uses None for a free axis; kind 'f' (finite float64) or 'i' (int64)."""
-    a = np.asarray(value)
+    try:
+        a = np.asarray(value)
+    except ValueError as e:  # ragged nested lists
+        raise ValueError(f"{name}: not a rectangular array ({e})") from None
     if a.size == 0 and a.dtype.kind in "fiu":
         a = a.astype(np.int64)  # an empty list parses as float64; it is a valid empty index or score array
     if a.dtype == np.bool_ or a.dtype.kind not in ("iu" if kind == "i" else "fiu"):
@@ -220,7 +224,9 @@ class AGFramePred:
             else:
                 keep = np.ones(s.shape, bool)
             rows, cols = np.nonzero(keep)                                     # pair-major, predicate ascending
-            pairs.append(sub_obj[rows]), preds.append(cols + lo), scores.append(s[rows, cols])
+            pairs.append(sub_obj[rows])
+            preds.append(cols + lo)
+            scores.append(s[rows, cols])
         return (np.concatenate(pairs).reshape(-1, 2), np.concatenate(preds).astype(np.int64),
                 np.concatenate(scores))
 

@@ -17,9 +17,12 @@ Conventions (those of VidVRD-helper, which the metrics in ``relation_detection``
 
 Sources: ``video_relations_from_annotation`` turns one parsed official annotation (``engine.vidvrd``) into ground
 truth, as VidVRD-helper's ``Dataset.get_relation_insts`` does; ``predictions_from_json`` / ``predictions_to_json``
-read and write the official prediction file, ``{"results": {video_id: [{"triplet": [s, p, o], "score": f, "duration": [b, e],
-"sub_traj": [[x1, y1, x2, y2], ...], "obj_traj": [...]}, ...]}}`` (a bare ``{video_id: [...]}`` mapping is
-accepted too), which is what ``vsgg eval`` writes.
+read and write the official prediction file (a bare ``{video_id: [...]}`` mapping is accepted too)::
+
+    {"results": {video_id: [{"triplet": [s, p, o], "score": f, "duration": [begin_fid, end_fid],
+                             "sub_traj": [[x1, y1, x2, y2], ...], "obj_traj": [...]}, ...]}}
+
+which is what ``vsgg eval`` writes.
 """
 from __future__ import annotations
 

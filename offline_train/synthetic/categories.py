@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 KINDS = ("legged", "creeper", "swimmer", "vehicle", "object")
 
 
@@ -142,6 +144,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("airfield", {"airplane": 3, "car": 1, "bus": 1, "person": 1}, 1.8, 2.0, (25.0, 150.0)),
     Setting("railway", {"train": 2, "person": 2, "car": 1, "bird": 0.5}, 1.6, 3.0, (15.0, 70.0)),
 )
+
+
+def body_size(dims) -> np.ndarray:
+    """Body size (m) of agents with standing extents ``dims`` (..., 3) = (width, height, length): the larger of
+    height and length, so that a snake (long) and a person (tall) both get a sensible scale."""
+    d = np.asarray(dims, dtype=np.float64)
+    return np.maximum(d[..., 1], d[..., 2])
+
+
+def pair_size(size_a, size_b) -> np.ndarray:
+    """Pair size L (m): geometric mean of two body sizes; every distance threshold of the rules is a multiple of it
+    (person-person 1.7 m, person-dog 1.2 m, person-car 2.8 m, person-train 10 m, hamster-cat 0.24 m)."""
+    return np.sqrt(np.asarray(size_a, dtype=np.float64) * np.asarray(size_b, dtype=np.float64))
 
 
 def profile(name: str) -> CategoryProfile:

@@ -23,11 +23,13 @@ from dataclasses import replace
 import numpy as np
 
 from offline_train.synthetic.camera import PinholeCamera
-from offline_train.synthetic.categories import (RESTERS, RIDERS, SETTINGS, SINGLE, SOFA_SEAT_M, Setting, profile)
+from offline_train.synthetic.categories import (RESTERS, RIDERS, SETTINGS, SINGLE, SOFA_SEAT_M, Setting, body_size,
+                                                pair_size, profile)
 from offline_train.synthetic.world import AgentPlan, Behaviour
 
 P_INTERACT = 0.65      # probability that a new agent (not the first) interacts with an earlier one
 P_SWITCH = 0.35        # probability that a solo behaviour changes once during the video
+P_CARRY = 0.6          # probability that a new mount gets a rider, a new sofa someone sitting or lying on it
 PAIR_MODES = ("ride", "rest", "chase", "follow", "approach", "depart", "pass", "with")
 FOLLOWING_VEHICLES = ("car", "bus", "motorcycle", "watercraft")
 PARKED_ONLY = ("bicycle", "motorcycle", "skateboard")
@@ -42,8 +44,9 @@ def sample_scenario(rng: np.random.Generator, frames: int, fps: float, n_agents:
     st = SETTINGS[int(rng.integers(len(SETTINGS)))]
     cam = replace(camera, height_m=st.camera_height, pitch_deg=st.pitch_deg)
     s = _Sampler(rng, st, cam, frames, fps)
-    for _ in range(int(rng.integers(lo, hi + 1))):
-        s.add_agent()
+    n = int(rng.integers(lo, hi + 1))
+    while len(s.cats) < n:
+        s.add_agent(room=n - len(s.cats))
     return st, cam, s.plans()
 
 
@@ -92,8 +95,9 @@ class _Sampler:
             return self.rng.uniform(20.0, 80.0)
         return self.rng.uniform(1.0, 3.0) * self.cam.height_m
 
-    def pair_size(self, i_cat: str, j: int) -> float:
-        return 0.5 * (profile(i_cat).height + profile(self.cats[j]).height * self.scale[j])
+    def pair_size(self, i: int, j: int) -> float:
+        return float(pair_size(body_size(np.array(profile(self.cats[i]).size) * self.scale[i]),
+                               body_size(np.array(profile(self.cats[j]).size) * self.scale[j])))
 
     def crossing_speed(self, heading: float, speed: float) -> float:
         """``speed`` capped so that travel along the optical axis stays within the stage depth for the video."""
@@ -113,23 +117,32 @@ class _Sampler:
         return tuple(sorted(int(f) for f in self.rng.integers(1, last, size=n)))
 
     # ------------------------------------------------------------------ agents
-    def add_agent(self) -> None:
-        cat = str(self.rng.choice(self.names, p=self.weights))
-        while cat in SINGLE and cat in self.cats:
-            cat = str(self.rng.choice(self.names, p=self.weights))
+    def new_agent(self, cat: str) -> int:
         scale = self.rng.uniform(0.85, 1.15)
         if cat == "person" and self.rng.random() < 0.15:
             scale = self.rng.uniform(0.6, 0.8)                  # children
-        i = len(self.cats)
         self.cats.append(cat), self.scale.append(scale), self.jumps.append(())
         self.start.append(self.stage_point()), self.heading.append(self.rng.uniform(-math.pi, math.pi))
         self.speed.append(0.0), self.segs.append([]), self.attached.append(False), self.carried.append(0)
+        return len(self.cats) - 1
+
+    def add_agent(self, room: int) -> None:
+        """Add one agent (two when a mount or sofa gets its rider or sitter; ``room`` = agents still allowed)."""
+        cat = str(self.rng.choice(self.names, p=self.weights))
+        while cat in SINGLE and cat in self.cats:
+            cat = str(self.rng.choice(self.names, p=self.weights))
+        i = self.new_agent(cat)
         options = self.pair_options(i) if i else []
         if options and self.rng.random() < P_INTERACT:
             mode, j = options[int(self.rng.integers(len(options)))]
             self.pair(i, mode, j)
-        else:
-            self.solo(i)
+            return
+        self.solo(i)
+        carriers = RIDERS if profile(cat).mount > 0 and not self.st.water else RESTERS if cat == "sofa" else ()
+        carriers = [c for c in carriers if c in self.st.weights]
+        if room >= 2 and carriers and self.rng.random() < P_CARRY:
+            rider = self.new_agent(str(self.rng.choice(carriers)))
+            self.pair(rider, "ride" if cat != "sofa" else "rest", i)
 
     def solo(self, i: int) -> None:
         cat, pr, r = self.cats[i], profile(self.cats[i]), self.rng
@@ -211,7 +224,9 @@ class _Sampler:
             if (pr.kind == "legged" and pj.kind == "legged") or (cat in FOLLOWING_VEHICLES and
                                                                  cj in FOLLOWING_VEHICLES):
                 out += [("follow", j), ("with", j)] if pr.kind == "legged" else [("follow", j)]
-            out += [("approach", j), ("depart", j), ("pass", j)]
+            out += [("approach", j), ("depart", j)]
+            if self.segs[j][0][1].mode in ("idle", "cross"):     # a predictable path to pass by
+                out.append(("pass", j))
         return out
 
     def make_moving(self, j: int, fast: bool) -> None:
@@ -236,7 +251,7 @@ class _Sampler:
     def pair(self, i: int, mode: str, j: int) -> None:
         cat, pr, r, T = self.cats[i], profile(self.cats[i]), self.rng, self.frames
         cj = self.cats[j]
-        pair = self.pair_size(cat, j)
+        pair = self.pair_size(i, j)
         radii = 0.5 * (max(pr.size[0], pr.size[2]) * self.scale[i] + max(profile(cj).size[::2]) * self.scale[j])
         if mode == "ride":
             if r.random() < 0.8:
@@ -253,7 +268,8 @@ class _Sampler:
                           posture="sit" if r.random() < 0.6 else "lie", offset=side)
             self.attached[i], self.carried[j] = True, self.carried[j] + 1
         elif mode == "with":
-            side = (1 if r.random() < 0.5 else -1) * (radii + r.uniform(0.1, 0.5) * pair)
+            widths = 0.5 * (pr.size[0] * self.scale[i] + profile(cj).size[0] * self.scale[j])
+            side = (1 if r.random() < 0.5 else -1) * (widths + r.uniform(0.1, 0.5) * pair)
             b = Behaviour("with", j, offset=side)
             self.attached[i] = True
         elif mode == "chase":
@@ -293,15 +309,21 @@ class _Sampler:
             v = self.gait(cat)
             self.heading[i], self.speed[i] = a, v
             b = Behaviour("depart", j, speed=v)
-        else:  # pass: a straight line whose closest approach to j's start point comes at a random time
+        else:  # pass: a straight line that comes closest to j (idle or crossing) at a random time
             h = self.lateral_heading()
+            at = r.uniform(0.3, 0.7) * T
+            bj = self.segs[j][0][1]
+            until = min([at] + [f for f, _ in self.segs[j][1:]])
+            travel = bj.speed * until / self.fps if bj.mode == "cross" else 0.0
+            xj = self.start[j][0] + travel * math.cos(bj.heading)
+            zj = self.start[j][2] + travel * math.sin(bj.heading)
             side = (1 if r.random() < 0.5 else -1) * (radii + r.uniform(0.3, 1.5) * pair)
-            mid = [self.start[j][0] - side * math.sin(h), 0.0, self.start[j][2] + side * math.cos(h)]
+            mid = [xj - side * math.sin(h), 0.0, zj + side * math.cos(h)]
             flying = pr.flies and r.random() < 0.7
             v = pr.fly * r.uniform(0.5, 0.9) if flying else self.crossing_speed(h, self.gait(cat))
             if flying:
-                mid = [self.start[j][0], self.fly_altitude(cat), self.start[j][2]]
-            self.start[i] = self.crossing_start(mid, h, v, r.uniform(0.3, 0.7) * T)
+                mid = [xj, self.fly_altitude(cat), zj]
+            self.start[i] = self.crossing_start(mid, h, v, at)
             self.heading[i], self.speed[i] = h, v
-            b = Behaviour("cross", speed=v, heading=h, altitude=mid[1])
+            b = Behaviour("cross", j, speed=v, heading=h, altitude=mid[1])
         self.segs[i] = [(0, b)]

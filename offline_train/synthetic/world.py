@@ -10,14 +10,16 @@ Behaviour modes (``Behaviour.mode``):
 
 ======== ===========================================================================================
 idle     stay in place with a posture (stand / sit / lie); vehicles are parked, objects lie still
-wander   travel at ``speed`` with a slowly drifting heading; steer back into the stage when outside
+wander   travel at ``speed`` turning smoothly at random (turn rate: Ornstein-Uhlenbeck process with spread
+         ``TURN_STD`` and time constant ``TURN_TAU_S``); steer back into the stage when outside
 cross    travel in a straight line at ``heading`` and ``speed``, at ``altitude`` if > 0 (driving past, flying
          over, passing by)
 fly      like wander at altitude ``altitude`` (take-off and landing at a limited climb rate)
 approach head for ``target`` at ``speed``; stop next to it and stay (idle, standing)
 depart   head directly away from ``target`` at ``speed``
-follow   keep ``offset`` metres behind ``target`` along its direction of travel, matching its speed
-chase    head for ``target`` at ``speed`` (faster than the target)
+follow   walk ``target``'s own path about ``offset`` metres behind it (aim where it was ``offset`` m ago; speed
+         scaled by distance / offset)
+chase    head for ``target`` at ``speed`` (faster than the target); keep its pace once caught up
 flee     run at ``speed`` away from ``target`` (the chaser), drifting, staying in the stage
 with     move side by side with ``target`` at lateral ``offset`` m, same velocity
 ride     sit or stand on ``target`` (a mount) at ``altitude`` m, moving with it; ``support`` = target
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from offline_train.synthetic.categories import Setting, profile
+from offline_train.synthetic.categories import Setting, body_size, pair_size, profile
 
 MODES = ("idle", "wander", "cross", "fly", "approach", "depart", "follow", "chase", "flee", "with", "ride",
          "rest", "thrown", "rolled")
@@ -41,12 +43,13 @@ ATTACHED = ("with", "ride", "rest")
 POSTURE_HEIGHT = {"stand": 1.0, "sit": 0.65, "lie": 0.35}   # fraction of the standing height
 TURN_RATE = {"legged": 3.0, "creeper": 2.0, "swimmer": 0.6, "vehicle": 0.7, "object": 0.0}   # rad/s
 ACCEL_TIME_S = 0.8          # s to go from rest to the run speed
-HEADING_DRIFT = 0.5         # rad / sqrt(s), random walk of a wandering heading
+TURN_STD = 0.3              # rad/s, spread of a wandering agent's turn rate (smooth random turning)
+TURN_TAU_S = 1.5            # s, correlation time of that turn rate
 JUMP_S = 0.5                # s, duration of a jump
 JUMP_PEAK = 0.3             # of the standing height
 ROLL_TAU_S = 2.0            # s, speed decay of a rolled ball
 THROW_TAU_S = 1.5           # s, speed decay of a thrown frisbee
-ARRIVE_GAP = 0.3            # of the pair size: approach stops when the footprint gap is this small
+ARRIVE_GAP = 0.3            # of the pair size (categories.pair_size): approach stops at this footprint gap
 SWIM_SUBMERGED = 0.5        # fraction of a swimmer's height below the water surface
 
 
@@ -133,7 +136,8 @@ def simulate(plans: list[AgentPlan], setting: Setting, half_width: callable, fra
              rng: np.random.Generator) -> WorldStates:
     """Run the plans for ``frames`` frames at ``fps``. ``half_width(depth) -> m`` bounds the stage laterally.
 
-    rng drives heading drift only (plans hold every other random choice), so equal rng states give equal worlds.
+    rng drives the random turning only (plans hold every other random choice), so equal rng states give equal
+    worlds.
     """
     if frames < 2:
         raise ValueError(f"frames must be >= 2, got {frames}")
@@ -149,6 +153,8 @@ def simulate(plans: list[AgentPlan], setting: Setting, half_width: callable, fra
     support = np.full((frames, k), -1, np.int64)
     speed = np.array([p.speed for p in plans], np.float64)
     arrived = np.zeros(k, bool)
+    turn = np.zeros(k)                    # current random turn rate of each agent, rad/s
+    keep = math.exp(-dt / TURN_TAU_S)
     z0, z1 = setting.depth
     jump_len = max(2, round(JUMP_S * fps))
     for t in range(frames):
@@ -168,8 +174,9 @@ def simulate(plans: list[AgentPlan], setting: Setting, half_width: callable, fra
                     pos[0, i, 1] = -SWIM_SUBMERGED * extent[0, i, 1]
                 continue
             prev = pos[t - 1, i]
-            want_h, want_v, want_alt = _control(i, b, t, plan, profs[i], pos, heading, speed, dims, arrived,
-                                                half_width, (z0, z1), rng, dt)
+            turn[i] = keep * turn[i] + TURN_STD * math.sqrt(1.0 - keep * keep) * rng.standard_normal()
+            want_h, want_v, want_alt = _control(i, b, t, profs[i], pos, heading, speed, dims, arrived,
+                                                half_width, (z0, z1), turn[i] * dt, dt)
             heading[t, i] = _turn(heading[t - 1, i], want_h, TURN_RATE[kind] * dt) if kind != "object" else want_h
             if b.mode in ("rolled", "thrown"):
                 tau = ROLL_TAU_S if b.mode == "rolled" else THROW_TAU_S
@@ -229,7 +236,7 @@ def _attach(i, category, b, t, pos, heading, speed, extent, support, dims) -> No
     support[t, i] = j
 
 
-def _control(i, b, t, plan, prof, pos, heading, speed, dims, arrived, half_width, depth, rng, dt):
+def _control(i, b, t, prof, pos, heading, speed, dims, arrived, half_width, depth, wander_turn, dt):
     """Desired (heading rad, speed m/s, base altitude m) for agent i at frame t from its state at t - 1."""
     p = pos[t - 1, i]
     h = heading[t - 1, i]
@@ -247,7 +254,7 @@ def _control(i, b, t, plan, prof, pos, heading, speed, dims, arrived, half_width
         dx, dz = q[0] - p[0], q[2] - p[2]
         to_target = math.atan2(dz, dx)
         dist = math.hypot(dx, dz)
-        pair = 0.5 * (dims[i, 1] + dims[j, 1])
+        pair = float(pair_size(body_size(dims[i]), body_size(dims[j])))
         radii = 0.5 * (max(dims[i, 0], dims[i, 2]) + max(dims[j, 0], dims[j, 2]))
     if mode == "approach":
         if dist - radii <= ARRIVE_GAP * pair:
@@ -256,16 +263,16 @@ def _control(i, b, t, plan, prof, pos, heading, speed, dims, arrived, half_width
         return to_target, b.speed, alt
     if mode == "depart":
         return to_target + math.pi, b.speed, alt
-    if mode == "chase":
-        return to_target, b.speed, alt
-    if mode == "follow":
-        hj = heading[t if j < i else t - 1, j]
-        gx, gz = q[0] - b.offset * math.cos(hj) - p[0], q[2] - b.offset * math.sin(hj) - p[2]
-        gap = math.hypot(gx, gz)
-        want = speed[j] + 0.8 * gap if gap > 0.05 * pair else speed[j]
-        return (math.atan2(gz, gx) if gap > 0.05 * pair else hj), min(want, max(prof.run, prof.walk)), alt
-    # wander, fly, flee: drifting heading, pulled back into the stage
-    want = h + HEADING_DRIFT * math.sqrt(dt) * rng.standard_normal()
+    if mode == "chase":          # once caught up, keep pace behind the target instead of running through it
+        caught = dist - radii <= 2.0 * ARRIVE_GAP * pair
+        return to_target, (min(b.speed, speed[j]) if caught else b.speed), alt
+    if mode == "follow":         # walk the target's own path: aim where it was ``offset`` metres ago
+        lag = round(b.offset / max(speed[j], 0.05 * pair) / dt)
+        crumb = pos[max(0, t - 1 - lag), j]
+        want = speed[j] * min(1.5, dist / max(b.offset, 1e-6))
+        return math.atan2(crumb[2] - p[2], crumb[0] - p[0]), min(want, max(prof.run, prof.walk)), alt
+    # wander, fly, flee: random smooth turning, pulled back into the stage
+    want = h + wander_turn
     if mode == "flee":
         if dist < 8.0 * pair:    # half drift, half straight away from the chaser (vector mean of the two)
             away = to_target + math.pi

@@ -106,7 +106,33 @@ def test_bad_configs_at_load_time():
         DatasetConfig(paths="/data")
 
 
-def test_synthetic_kind_is_not_wired_yet():
-    # offline_train.synthetic has no seed-range video generator yet; replace this test when it is wired in.
-    with pytest.raises(NotImplementedError, match="seed range"):
-        load_dataset(DatasetConfig(kind="synthetic"))
+
+def test_synthetic_kind_generates_seeded_videos(tmp_path):
+    cfg = load_dataset_config(None, ["kind=synthetic", "split=test", "synthetic_seed=3", "synthetic_videos=3",
+                                     "synthetic.frames=12"])
+    videos = load_dataset(cfg, progress=False)
+    assert [v.video_id for v in videos] == ["synth3_test_00000", "synth3_test_00001", "synth3_test_00002"]
+    assert all(v.frame_count == 12 for v in videos)
+    vocab_o, vocab_p = dataset_vocabularies(cfg)
+    assert all(c in vocab_o for v in videos for c in v.categories)
+    assert all(r.predicate in vocab_p for v in videos for r in v.relations)
+    again = load_dataset(cfg, progress=False)
+    assert all(np.array_equal(a.boxes, b.boxes, equal_nan=True) and a.relations == b.relations
+               for a, b in zip(videos, again))
+    assert len(load_dataset(from_dict(DatasetConfig, {"kind": "synthetic", "max_videos": 2,
+                                                      "synthetic": {"frames": 5}}), progress=False)) == 2
+    # mapped like any dataset: only persons kept
+    (tmp_path / "person.txt").write_text("person")
+    only = load_dataset(DatasetConfig(kind="synthetic", synthetic_videos=4, object_vocab=str(tmp_path / "person.txt"),
+                                      unknown_category="drop", unknown_predicate="drop"), progress=False)
+    assert all(set(v.categories) <= {"person"} for v in only)
+
+
+@pytest.mark.parametrize("overrides, pattern", [
+    (["kind=synthetic", "split=training"], "split"),
+    (["synthetic_videos=0"], "synthetic_videos"),
+    (["synthetic.frames=1"], "frames"),
+])
+def test_bad_synthetic_configs(overrides, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        load_dataset_config(None, overrides)
