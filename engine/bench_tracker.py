@@ -224,7 +224,8 @@ def run(args) -> dict:
     if args.frames < 1 or any(n < 1 for n in args.sizes):
         raise ValueError("--frames and --sizes must be positive")
     figures = run_benchmark(tuple(args.sizes), args.frames, seed=args.seed)
-    print(f"{'objects':>8} | {'numba median':>12} {'p95':>8} | {'numpy median':>12} {'p95':>8} | {'speedup':>7}  (ms/step)")
+    print(f"{'objects':>8} | {'numba median':>12} {'p95':>8} | {'numpy median':>12} {'p95':>8} | "
+          f"{'speedup':>7}  (ms per step)")
     for key, f in figures.items():
         print(f"{key[1:]:>8} | {f['numba_median_ms']:12.4f} {f['numba_p95_ms']:8.4f} | "
               f"{f['numpy_median_ms']:12.4f} {f['numpy_p95_ms']:8.4f} | {f['speedup_median']:6.1f}x")

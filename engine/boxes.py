@@ -23,12 +23,12 @@ def iou_xyxy(a, b):
     Pairs whose union has zero area (two degenerate boxes) get IoU 0.
     """
     n, m = a.shape[0], b.shape[0]
-    out = np.zeros((n, m), np.float64)
+    out = np.zeros((n, m), np.float64)  # computed in float64 whatever the input dtype
     for j in range(m):
-        bx1, by1, bx2, by2 = float(b[j, 0]), float(b[j, 1]), float(b[j, 2]), float(b[j, 3])
+        bx1, by1, bx2, by2 = np.float64(b[j, 0]), np.float64(b[j, 1]), np.float64(b[j, 2]), np.float64(b[j, 3])
         area_b = (bx2 - bx1) * (by2 - by1)
         for i in range(n):
-            ax1, ay1, ax2, ay2 = float(a[i, 0]), float(a[i, 1]), float(a[i, 2]), float(a[i, 3])
+            ax1, ay1, ax2, ay2 = np.float64(a[i, 0]), np.float64(a[i, 1]), np.float64(a[i, 2]), np.float64(a[i, 3])
             iw = min(ax2, bx2) - max(ax1, bx1)
             ih = min(ay2, by2) - max(ay1, by1)
             if iw <= 0.0 or ih <= 0.0:

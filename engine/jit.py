@@ -8,7 +8,8 @@ What numba 0.68 actually does (read from ``numba/core/caching.py`` and ``config.
 * The cache location of an ``@njit(cache=True)`` function is fixed when it is **decorated**, i.e. when its module
   is imported: ``UserProvidedCacheLocator`` (``CACHE_DIR``) if set, else ``__pycache__`` next to the source if it
   is writable, else the user-wide cache (``~/.cache/numba``); if none is writable, the import itself fails.
-  Setting the environment variable after the engine modules were imported therefore changes nothing by itself.
+  Setting the environment variable once numba is imported (even before the engine modules) therefore changes
+  nothing by itself: the kernels still cache to ``__pycache__``.
 * Cache entries are invalidated by the source file of the cached function only; a change in a kernel it calls
   from another file is not noticed (numba issue #1833).
 

@@ -1,4 +1,4 @@
-"""Constant-velocity Kalman filter for boxes: batched, in-place predict/update over (N, 8) means and (N, 8, 8) covariances.
+"""Constant-velocity Kalman filter for boxes: batched in-place predict/update of (N, 8) means, (N, 8, 8) covariances.
 
 State vector of one track (float64)::
 
@@ -41,9 +41,9 @@ def kalman_initiate(mean, cov, rows, meas, std_pos, std_vel):
     """
     for k in range(rows.shape[0]):
         r = rows[k]
-        w, h = float(meas[k, 2]), float(meas[k, 3])
+        w, h = np.float64(meas[k, 2]), np.float64(meas[k, 3])
         for i in range(8):
-            mean[r, i] = float(meas[k, i]) if i < 4 else 0.0
+            mean[r, i] = np.float64(meas[k, i]) if i < 4 else 0.0
             for j in range(8):
                 cov[r, i, j] = 0.0
         for i in range(4):
@@ -117,7 +117,7 @@ def kalman_update(mean, cov, rows, meas, std_meas):
                     acc -= L[q, i] * X[q, c]
                 X[i, c] = acc / L[i, i]
         for i in range(4):
-            innov[i] = float(meas[k, i]) - mean[r, i]
+            innov[i] = np.float64(meas[k, i]) - mean[r, i]
         for i in range(8):
             acc = 0.0
             for q in range(4):

@@ -30,7 +30,7 @@ FrameItem = tuple[int, float, Detections]
 
 
 def _parse_mot_det(path: Path) -> np.ndarray:
-    """Rows of a det.txt as (K, 7) float64 [frame, left, top, width, height, conf, line number]; errors name the line."""
+    """A det.txt as (K, 7) float64 rows [frame, left, top, width, height, conf, line number]; errors name the line."""
     rows = []
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         text = line.strip()
@@ -121,3 +121,92 @@ class MotDetections:
             a, b = lo[f - 1], hi[f - 1]
             dets = Detections(self._boxes[a:b], self._scores[a:b], np.full(b - a, self._label, np.int32))
             yield f, (f - 1) / self.fps, dets
+
+
+class VidvrdReplay:
+    """A VidVRD / VidOR annotation replayed as a per-frame detection stream (frames from 0, ``t = f / fps``).
+
+    Every object present in a frame becomes one detection with label ``vocab.index(category_map.get(c, c))``;
+    an unknown category raises ValueError naming it (at construction). Optional degradations, all drawn from
+    ``np.random.default_rng(seed)`` (a fresh generator per iteration, so every pass yields the same stream):
+
+    jitter:          Gaussian noise on (cx, cy, w, h) with std ``jitter`` x box size (width for x, height for y);
+                     the result is clipped to the image and kept at least 1 px wide and high.
+    drop_prob:       probability that a present object is not detected in a frame.
+    false_positives: mean number (Poisson) of false detections per frame: random boxes of 5-30 % of the image
+                     size, with a label drawn from the video's own categories (so class gating cannot reject them).
+    true_scores / false_scores: (low, high) ranges of the uniform scores of real and false detections.
+
+    Iterating yields ``(frame_index, t, Detections)``; ``with_truth()`` also yields the (N,) int64 annotation tid
+    of every detection (-1 for false positives), for scoring trackers on real motion.
+    """
+
+    def __init__(self, annotation, vocab: Vocabulary, category_map: Mapping[str, str] | None = None, *,
+                 jitter: float = 0.0, drop_prob: float = 0.0, false_positives: float = 0.0,
+                 true_scores: tuple[float, float] = (0.6, 1.0), false_scores: tuple[float, float] = (0.3, 0.8),
+                 seed: int = 0):
+        from engine.vidvrd import VideoAnnotation, load_vidvrd  # the JSON format lives there
+
+        ann = annotation if isinstance(annotation, VideoAnnotation) else load_vidvrd(annotation)
+        if not isinstance(vocab, Vocabulary):
+            raise TypeError(f"vocab: expected an engine.vocab.Vocabulary, got {type(vocab).__name__}")
+        cmap = dict(category_map or {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in cmap.items()):
+            raise TypeError("category_map: expected a mapping of category name -> vocabulary name")
+        labels = []
+        for c in ann.categories:
+            name = cmap.get(c, c)
+            if name not in vocab:
+                via = f" (mapped to '{name}')" if c in cmap else ""
+                raise ValueError(f"category '{c}'{via} of video {ann.video_id} is not in vocabulary '{vocab.name}'; "
+                                 "add it to category_map")
+            labels.append(vocab.index(name))
+        for name, v in (("jitter", jitter), ("false_positives", false_positives)):
+            if not (isinstance(v, (int, float)) and np.isfinite(v) and v >= 0):
+                raise ValueError(f"{name}: must be a finite number >= 0, got {v!r}")
+        if not (isinstance(drop_prob, (int, float)) and 0.0 <= drop_prob <= 1.0):
+            raise ValueError(f"drop_prob: must be in [0, 1], got {drop_prob!r}")
+        for name, r in (("true_scores", true_scores), ("false_scores", false_scores)):
+            if len(r) != 2 or not 0.0 <= r[0] <= r[1] <= 1.0:
+                raise ValueError(f"{name}: expected (low, high) with 0 <= low <= high <= 1, got {r!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed: expected an integer, got {type(seed).__name__}")
+        self.annotation, self.vocab = ann, vocab
+        self.labels = np.array(labels, np.int32)  # (K,) vocabulary index per annotated object
+        self.jitter, self.drop_prob, self.false_positives = float(jitter), float(drop_prob), float(false_positives)
+        self.true_scores, self.false_scores = tuple(map(float, true_scores)), tuple(map(float, false_scores))
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return self.annotation.frame_count
+
+    def __iter__(self) -> Iterator[FrameItem]:
+        for f, t, dets, _ in self.with_truth():
+            yield f, t, dets
+
+    def with_truth(self) -> Iterator[tuple[int, float, Detections, np.ndarray]]:
+        """Like iterating, plus the (N,) int64 annotation tid of each detection (-1: false positive)."""
+        ann, rng = self.annotation, np.random.default_rng(self.seed)
+        w_img, h_img = float(ann.width), float(ann.height)
+        present = ann.present
+        for f in range(ann.frame_count):
+            cols = np.flatnonzero(present[f])
+            cols = cols[rng.random(len(cols)) >= self.drop_prob]
+            boxes = ann.boxes[f, cols].astype(np.float64)
+            if self.jitter > 0 and len(cols):
+                size = np.maximum(boxes[:, 2:] - boxes[:, :2], 1.0)
+                c = (boxes[:, :2] + boxes[:, 2:]) / 2 + rng.normal(0, self.jitter, (len(cols), 2)) * size
+                wh = np.maximum(size * (1 + rng.normal(0, self.jitter, (len(cols), 2))), 1.0)
+                boxes = np.concatenate([c - wh / 2, c + wh / 2], 1)
+            n_fp = int(rng.poisson(self.false_positives)) if self.false_positives > 0 else 0
+            fp_wh = rng.uniform(0.05, 0.3, (n_fp, 2)) * [w_img, h_img]
+            fp_xy = rng.uniform(0, 1, (n_fp, 2)) * ([w_img, h_img] - fp_wh)
+            boxes = np.concatenate([boxes, np.concatenate([fp_xy, fp_xy + fp_wh], 1)])
+            boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w_img)
+            boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h_img)
+            boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1.0)  # keep >= 1 px after clipping
+            scores = np.concatenate([rng.uniform(*self.true_scores, len(cols)), rng.uniform(*self.false_scores, n_fp)])
+            fp_labels = rng.choice(self.labels, n_fp) if n_fp else np.zeros(0, np.int32)
+            labels = np.concatenate([self.labels[cols], fp_labels]).astype(np.int32)
+            tids = np.concatenate([ann.tids[cols], np.full(n_fp, -1, np.int64)])
+            yield f, f / ann.fps, Detections(boxes.astype(np.float32), scores.astype(np.float32), labels), tids

@@ -38,6 +38,8 @@ from engine.kalman import kalman_initiate, kalman_predict, kalman_update
 from engine.types import Detections, Tracks
 
 FREE, TENTATIVE, TRACKED, LOST = 0, 1, 2, 3
+#: Box coordinates beyond this (pixels) are rejected: squared in the Kalman filter they would overflow float64.
+MAX_COORD_PX = 1e7
 
 
 @njit(cache=True)
@@ -278,6 +280,8 @@ class Tracker:
             raise ValueError(f"t: must be finite, got {t}")
         if self._t is not None and t <= self._t:
             raise ValueError(f"t: must increase strictly, got {t} after {self._t}")
+        if len(dets) and np.abs(dets.boxes_xyxy).max() > MAX_COORD_PX:
+            raise ValueError(f"boxes_xyxy: coordinates beyond +-{MAX_COORD_PX:g} pixels")
         confirm_now = self.cfg.confirm_first_frame and self._t is None
         out = _track_step(*self._arrays(), dets.boxes_xyxy, dets.scores, dets.labels, *self._params, confirm_now)
         self._t = t
@@ -297,6 +301,11 @@ class Tracker:
         """Drop every track and forget the last time, so a new stream can start. Ids keep counting up."""
         self._status[:] = FREE
         self._t = None
+
+    def confirmed_ids(self) -> np.ndarray:
+        """(K,) int64 sorted ids of the confirmed tracks still held (tracked or lost); removed ids are gone."""
+        st = self._status
+        return np.sort(self._ids[(st == TRACKED) | (st == LOST)])
 
     def state_sizes(self) -> dict[str, int]:
         """Sizes of the tracker state, for boundedness checks and monitoring."""

@@ -42,15 +42,15 @@ class TrainConfig:
 # Named variants are data (house style 7). Values are overrides on top of the dataclass defaults.
 PRESETS: dict[str, dict] = {
     "tiny": {
-        "train_data": {"kind": "synthetic", "synthetic_seed": 1000, "synthetic_videos": 24, "synthetic_frames": 60},
-        "val_data": {"kind": "synthetic", "synthetic_seed": 900000, "synthetic_videos": 6, "synthetic_frames": 60},
+        "train_data": {"kind": "synthetic", "split": "train", "synthetic_videos": 24, "synthetic": {"frames": 60}},
+        "val_data": {"kind": "synthetic", "split": "val", "synthetic_videos": 6, "synthetic": {"frames": 60}},
         "model": {"d_model": 32, "d_ff": 64, "d_head": 32, "window": 4},
         "optim": {"epochs": 3, "videos_per_step": 4, "clip_len": 32, "warmup_steps": 4},
         "run": {"out_dir": "runs/tiny"},
     },
     "default": {
-        "train_data": {"kind": "synthetic", "synthetic_seed": 0, "synthetic_videos": 640, "synthetic_frames": 150},
-        "val_data": {"kind": "synthetic", "synthetic_seed": 900000, "synthetic_videos": 80, "synthetic_frames": 150},
+        "train_data": {"kind": "synthetic", "split": "train", "synthetic_videos": 640},
+        "val_data": {"kind": "synthetic", "split": "val", "synthetic_videos": 80},
         "optim": {"epochs": 14},
         "run": {"out_dir": "runs/default"},
     },

@@ -7,6 +7,7 @@ tables travel inside the checkpoint / ONNX file.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -21,7 +22,12 @@ def phrase(name: str) -> str:
 
 
 def embed_names(names: list[str] | tuple[str, ...], batch_size: int = 64) -> np.ndarray:
-    """(N, 384) float32 unit-norm embeddings of the phrases of ``names``."""
+    """(N, 384) float32 unit-norm embeddings of the phrases of ``names`` (a fresh copy each call)."""
+    return _embed_cached(tuple(names), batch_size).copy()
+
+
+@functools.lru_cache(maxsize=8)  # loading MiniLM costs seconds; vocabularies repeat within a process
+def _embed_cached(names: tuple[str, ...], batch_size: int) -> np.ndarray:
     if len(names) == 0:
         return np.zeros((0, EMBED_DIM), np.float32)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a hub: the weights are in site-packages

@@ -48,7 +48,7 @@ def train_one_epoch(model, clips: list[VideoClip], optimizer, rng: np.random.Gen
             losses = relation_loss(model.forward_clip(feats, sl, ol, present), targets, present, groups, pos_weight)
             (losses["loss"] / len(batch)).backward()
             for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
             n += 1
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()

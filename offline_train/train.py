@@ -74,9 +74,9 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     start_epoch, step, best = 0, 0, -1.0
     if resume and (out / "last" / "checkpoint.json").is_file():
         old = read_meta(out / "last")
-        if old.config != cfg_dict:
-            raise CheckpointError(f"{out / 'last'} was trained with another config; use a new run.out_dir "
-                                  "or resume=False")
+        if _without_epochs(old.config) != _without_epochs(cfg_dict):
+            raise CheckpointError(f"{out / 'last'} was trained with another config (only optim.epochs may change "
+                                  "on resume); use a new run.out_dir or resume=False")
         model.load_state_dict(load_weights(out / "last"))
         state = load_optimizer_state(out / "last", old)
         if state is not None:
@@ -116,6 +116,15 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     return out
 
 
+def _without_epochs(cfg: dict) -> dict:
+    """The config minus what may change on resume: more epochs, a moved run folder, threads, progress bars."""
+    c = json.loads(json.dumps(cfg))
+    c.get("optim", {}).pop("epochs", None)
+    for k in ("out_dir", "progress", "threads"):
+        c.get("run", {}).pop(k, None)
+    return c
+
+
 def load_model(path: str | Path, device: str = "cpu"):
     """(model in eval mode, CheckpointMeta) from a checkpoint directory; version/format problems raise CheckpointError."""
     meta = read_meta(path)
@@ -123,7 +132,6 @@ def load_model(path: str | Path, device: str = "cpu"):
         raise CheckpointError(f"{path}: model version {meta.model_version}, this code builds version {MODEL_VERSION}")
     cfg = from_dict(TrainConfig, meta.config)
     n_obj, n_pred = len(meta.objects), len(meta.predicates)
-    prior = frequency_prior(train_anns, objects, predicates)  # the baseline `vsgg eval` compares against
     model = build_model(cfg.model, meta.num_features, torch.zeros(n_obj, 384), torch.zeros(n_pred, 384), meta.groups)
     try:
         model.load_state_dict(load_weights(path))

@@ -100,7 +100,7 @@ PROFILES: dict[str, CategoryProfile] = {p.name: p for p in (
     _P("watercraft", "vehicle", (2.5, 2.0, 6.0), 3.0, 9.0),
     _P("airplane", "vehicle", (30.0, 10.0, 35.0), 8.0, 20.0, flies=True, fly=60.0),
     _P("ball", "object", (0.22, 0.22, 0.22), 0.0, 0.0),
-    _P("frisbee", "object", (0.25, 0.03, 0.25), 0.0, 0.0, flies=True, fly=7.0),
+    _P("frisbee", "object", (0.25, 0.1, 0.25), 0.0, 0.0, flies=True, fly=7.0),   # tilted disc: 0.1 m tall
     _P("sofa", "object", (0.9, 0.85, 2.0), 0.0, 0.0),
 )}
 SINGLE = ("train", "sofa")              # at most one of these per video
@@ -127,7 +127,7 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("street", {"person": 4, "car": 3, "bus": 1, "motorcycle": 1, "bicycle": 1, "dog": 1, "skateboard": 1,
+    Setting("street", {"person": 4, "car": 3, "bus": 1, "motorcycle": 2, "bicycle": 1, "dog": 1, "skateboard": 1,
                        "bird": 0.5}, 1.6, 5.0, (5.0, 28.0)),
     Setting("park", {"person": 4, "dog": 2, "frisbee": 1, "ball": 1, "squirrel": 1, "bird": 1, "bicycle": 1,
                      "skateboard": 1, "rabbit": 0.5, "horse": 0.5}, 1.6, 6.0, (4.0, 20.0)),

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from engine.sources import VidvrdReplay
 from engine.vidvrd import VideoAnnotation, instances_from_labels, save_vidvrd
 from engine.vocab import Vocabulary, builtin
 from offline_train.synthetic.camera import PinholeCamera, visible_boxes
@@ -40,6 +41,7 @@ class SynthConfig:
     max_agents: int = 5
     val_fraction: float = 0.1
     test_fraction: float = 0.1
+    layout_with_action: bool = True   # False: left/right/front/behind never carry the action (smaller label set)
 
     def __post_init__(self):
         if not isinstance(self.frames, int) or self.frames < 2:
@@ -93,7 +95,8 @@ def generate(cfg: SynthConfig, seed: int, index: int, split: str = "train",
     g = geometry(world, cam)
     boxes = visible_boxes(cam, g.box, g.depth)
     present = ~np.isnan(boxes).any(-1)
-    labels = frame_predicates(g, predicates) & present[:, :, None, None] & present[:, None, :, None]
+    both = present[:, :, None, None] & present[:, None, :, None]          # relations hold only while both are seen
+    labels = frame_predicates(g, predicates, cfg.layout_with_action) & both
     cols = np.flatnonzero(present.any(0))
     tids = np.arange(len(cols), dtype=np.int64)
     rels = instances_from_labels(labels[:, cols][:, :, cols], tids, predicates)
@@ -105,6 +108,14 @@ def generate(cfg: SynthConfig, seed: int, index: int, split: str = "train",
 def generate_video(cfg: SynthConfig, seed: int, index: int, split: str = "train") -> VideoAnnotation:
     """The clean ground-truth annotation of one generated video."""
     return generate(cfg, seed, index, split).annotation
+
+
+def replay(ann: VideoAnnotation, seed: int = 0, jitter: float = 0.05, drop_prob: float = 0.1,
+           false_positives: float = 0.2) -> VidvrdReplay:
+    """``ann`` seen through the detection simulator of ``engine.sources`` (seeded box jitter as a fraction of the
+    box size, per-frame misses, Poisson false positives per frame); labels index ``vidvrd_objects``."""
+    return VidvrdReplay(ann, builtin("vidvrd_objects"), jitter=jitter, drop_prob=drop_prob,
+                        false_positives=false_positives, seed=seed)
 
 
 def predicate_counts(annotations) -> dict[str, dict[str, int]]:

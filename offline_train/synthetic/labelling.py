@@ -13,13 +13,23 @@ from offline_train.synthetic.rules import (ACTIONS, MIN_RUN_S, PAIR, SPATIAL, Ge
                                            pair_predicates, spatial_patterns)
 
 
-def combined_name(action: str, spatial: str, moving: bool, predicates: Vocabulary) -> str | None:
+LAYOUT = ("left", "right", "front", "behind")     # the image-layout patterns
+
+
+def combined_name(action: str, spatial: str, moving: bool, predicates: Vocabulary,
+                  layout_with_action: bool = True) -> str | None:
     """The predicate name for ``action`` + ``spatial``: ``action_spatial``, else ``move_spatial`` when moving,
-    else the plain ``spatial``; None when none of these is in ``predicates``."""
+    else the plain ``spatial``; None when none of these is in ``predicates``.
+
+    layout_with_action=False names the layout patterns (left, right, front, behind) plainly whatever the action
+    (a smaller label set: ``SynthConfig.layout_with_action``).
+    """
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
     if spatial not in SPATIAL:
         raise ValueError(f"spatial must be one of {SPATIAL}, got {spatial!r}")
+    if not layout_with_action and spatial in LAYOUT:
+        return spatial if spatial in predicates else None
     for name in ((f"{action}_{spatial}" if action != "none" else None),
                  (f"move_{spatial}" if moving else None), spatial):
         if name is not None and name in predicates:
@@ -27,9 +37,10 @@ def combined_name(action: str, spatial: str, moving: bool, predicates: Vocabular
     return None
 
 
-def emittable(predicates: Vocabulary) -> tuple[str, ...]:
+def emittable(predicates: Vocabulary, layout_with_action: bool = True) -> tuple[str, ...]:
     """Every predicate name the rules can produce with this vocabulary, in vocabulary order."""
-    names = {combined_name(a, s, m, predicates) for a in ACTIONS for s in SPATIAL for m in (False, True)}
+    names = {combined_name(a, s, m, predicates, layout_with_action)
+             for a in ACTIONS for s in SPATIAL for m in (False, True)}
     names |= {p for p in PAIR if p in predicates}
     return tuple(n for n in predicates.names if n in names)
 
@@ -92,7 +103,7 @@ def debounce_categorical(x: np.ndarray, min_len: int) -> np.ndarray:
     return out
 
 
-def frame_predicates(g: Geometry, predicates: Vocabulary) -> np.ndarray:
+def frame_predicates(g: Geometry, predicates: Vocabulary, layout_with_action: bool = True) -> np.ndarray:
     """(T, K, K, P) bool per-frame predicate labels from the rules (before the visibility mask)."""
     t, k = g.moving.shape
     m = max(1, round(MIN_RUN_S * g.world.fps))
@@ -106,7 +117,7 @@ def frame_predicates(g: Geometry, predicates: Vocabulary) -> np.ndarray:
             if not has_a.any():
                 continue
             for mv in (False, True):
-                name = combined_name(a, s, mv, predicates)
+                name = combined_name(a, s, mv, predicates, layout_with_action)
                 if name is not None:
                     out[..., predicates.index(name)] |= holds & (has_a & (moving == mv))[:, :, None]
     for p, holds in pair_predicates(g).items():

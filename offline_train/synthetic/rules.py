@@ -1,7 +1,7 @@
 """Ground-truth predicate rules of the synthetic world: one small pure function per pattern, over per-frame states.
 
 Every rule reads the 3D world state and the camera the way a person labelling the video would, and every threshold
-is a named constant below. Notation: subject ``s``, object ``o``; ``L`` = pair size = geometric mean of the two
+is a named constant below (values and units next to each). Notation: subject ``s``, object ``o``; ``L`` = pair size = geometric mean of the two
 body sizes, body size = the larger of standing height and length (m; ``categories.pair_size``), so thresholds scale
 from hamsters to trains; ``h`` = standing height (m); speed = ground-plane speed (m/s);
 *moving* = speed >= ``MOVING_MIN`` * h per second; *gap* = distance between the two ground footprints (upright
@@ -39,14 +39,15 @@ toward  s moving, angle between s's velocity and the direction to o <= ``TOWARD_
         distance shrinks at >= ``TOWARD_MIN_RATE`` * L per second
 away    s moving, angle >= 180 - ``TOWARD_MAX_ANGLE_DEG``, distance grows at >= ``TOWARD_MIN_RATE`` * L per second
 past    s moving, abreast of o (footprint separation along s's direction <= ``PAST_MAX_ALONG`` * L), sideways gap
-        <= ``PAST_MAX_SIDE`` * L, s overtakes or meets o (relative velocity along s's direction >= s's moving
-        speed), and not ``with``
+        <= ``PAST_MAX_SIDE`` * L, s overtakes or meets o (relative velocity along s's direction >= ``MOVING_MIN``
+        * h(s) per second), and not ``with``
 with    gap <= ``WITH_MAX_GAP`` * L, |v(s) - v(o)| <= ``WITH_MAX_REL_SPEED`` * L per second, and both moving or both
         animate (legged, creeper, swimmer)
 ======= ========================================================================================================
 
 Predicate name = ``<action>_<spatial>`` if that name is in the vocabulary, else ``move_<spatial>`` if s is moving
-and that name exists, else the plain ``<spatial>`` if it exists, else nothing (``predicate_table``).
+and that name exists, else the plain ``<spatial>`` if it exists, else nothing (``labelling.combined_name``; with
+``SynthConfig.layout_with_action=False`` left/right/front/behind are always the plain names).
 
 Other predicates (``pair_predicates``):
 

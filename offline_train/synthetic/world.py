@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -132,7 +133,7 @@ def _turn(heading: float, desired: float, max_step: float) -> float:
     return heading + max(-max_step, min(max_step, d))
 
 
-def simulate(plans: list[AgentPlan], setting: Setting, half_width: callable, frames: int, fps: float,
+def simulate(plans: list[AgentPlan], setting: Setting, half_width: Callable[[float], float], frames: int, fps: float,
              rng: np.random.Generator) -> WorldStates:
     """Run the plans for ``frames`` frames at ``fps``. ``half_width(depth) -> m`` bounds the stage laterally.
 
@@ -194,10 +195,42 @@ def simulate(plans: list[AgentPlan], setting: Setting, half_width: callable, fra
             if j:
                 s = (t - j) / jump_len
                 pos[t, i, 1] = 4.0 * JUMP_PEAK * dims[i, 1] * s * (1.0 - s)
+    return make_states(cats, pos, fps, heading, extent, support, setting.water, dims)
+
+
+def make_states(categories, pos, fps: float, heading=None, extent=None, support=None, water: bool = False,
+                dims=None) -> WorldStates:
+    """Build ``WorldStates`` from trajectories (hand-made scenes, tests, ``simulate``).
+
+    categories: K names. pos: (T, K, 3) (x, base altitude, z), m. heading: (T, K) rad, default: direction of
+    travel (the previous one while still, 0 before any motion). extent: (T, K, 3) m, default: the standing size.
+    support: (T, K) int, default -1. dims: (K, 3) standing size, default: the category sizes. Velocities are the
+    backward differences of ``pos`` times ``fps`` (frame 0 copies frame 1).
+    """
+    cats = tuple(categories)
+    pos = np.asarray(pos, dtype=np.float64)
+    if pos.ndim != 3 or pos.shape[1:] != (len(cats), 3) or pos.shape[0] < 2:
+        raise ValueError(f"pos must have shape (T >= 2, {len(cats)}, 3), got {pos.shape}")
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    t, k = pos.shape[:2]
+    dims = np.array([profile(c).size for c in cats], np.float64).reshape(k, 3) if dims is None else np.asarray(
+        dims, np.float64)
     vel = np.zeros_like(pos)
     vel[1:] = (pos[1:] - pos[:-1]) * fps
     vel[0] = vel[1]
-    return WorldStates(float(fps), bool(setting.water), cats, dims, pos, vel, heading, extent, support)
+    if heading is None:
+        heading = np.zeros((t, k))
+        moving = np.hypot(vel[..., 0], vel[..., 2]) > 1e-9
+        for f in range(t):
+            heading[f] = np.where(moving[f], np.arctan2(vel[f, :, 2], vel[f, :, 0]), heading[f - 1] if f else 0.0)
+    extent = np.broadcast_to(dims, (t, k, 3)).copy() if extent is None else np.asarray(extent, np.float64)
+    support = np.full((t, k), -1, np.int64) if support is None else np.asarray(support, np.int64)
+    for name, a, shape in (("heading", heading, (t, k)), ("extent", extent, (t, k, 3)), ("support", support, (t, k))):
+        if np.shape(a) != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {np.shape(a)}")
+    return WorldStates(float(fps), bool(water), cats, dims, pos, vel, np.asarray(heading, np.float64), extent,
+                       support)
 
 
 def _active(plan: AgentPlan, t: int) -> Behaviour:

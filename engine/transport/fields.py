@@ -1,0 +1,172 @@
+"""Field-level wire checks of the graph service: scalars, names, epochs and graph items as positional arrays.
+
+Every check raises ``WireError`` (a ValueError) naming the field by its path in the message, e.g.
+``delta.ents[3].score``. Items on the wire: entity ``[id, label, score, [x1, y1, x2, y2], first_seen]`` (box xyxy
+pixels, seconds) and relation ``[subject_id, predicate, object_id, score, uncertainty or nil, start_time]``.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Sequence
+
+import numpy as np
+
+from engine.types import Entity, Relation, RelationKey
+
+MAX_EPOCH_LEN = 64
+MAX_NAME_LEN = 128      # entity labels and predicates
+MAX_SUBTREE_LEN = 256
+MAX_REASON_LEN = 512
+MAX_ID = 2 ** 63 - 1    # ids, seq and request ids fit a signed 64-bit integer
+_EPOCH_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+
+class WireError(ValueError):
+    """A message that does not follow the wire format. ``code`` is the error reply code for it ("malformed",
+    "too_large" or "version"); ``rid`` the request id when one could be read (for the error reply)."""
+
+    def __init__(self, message: str, code: str = "malformed", rid: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.rid = rid
+
+
+
+
+def check_int(v: Any, what: str, lo: int = 0, hi: int = MAX_ID) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise WireError(f"{what}: expected an integer, got {type(v).__name__}")
+    v = int(v)
+    if not lo <= v <= hi:
+        raise WireError(f"{what}: {v} is outside [{lo}, {hi}]")
+    return v
+
+
+def check_number(v: Any, what: str, lo: float = -math.inf, hi: float = math.inf) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise WireError(f"{what}: expected a number, got {type(v).__name__}")
+    v = float(v)
+    if not math.isfinite(v):
+        raise WireError(f"{what}: {v} is not finite")
+    if not lo <= v <= hi:
+        raise WireError(f"{what}: {v} is outside [{lo}, {hi}]")
+    return v
+
+
+def check_name(v: Any, what: str, max_len: int = MAX_NAME_LEN, allow_empty: bool = False) -> str:
+    if not isinstance(v, str):
+        raise WireError(f"{what}: expected a string, got {type(v).__name__}")
+    if (not v and not allow_empty) or len(v) > max_len:
+        raise WireError(f"{what}: length {len(v)} is outside [{0 if allow_empty else 1}, {max_len}]")
+    if CONTROL_RE.search(v):
+        raise WireError(f"{what}: contains control characters")
+    return v
+
+
+def check_array(v: Any, what: str, max_len: int, exact: int | None = None) -> Sequence:
+    if not isinstance(v, (list, tuple)):
+        raise WireError(f"{what}: expected an array, got {type(v).__name__}")
+    if exact is not None and len(v) != exact:
+        raise WireError(f"{what}: expected {exact} elements, got {len(v)}")
+    if len(v) > max_len:
+        raise WireError(f"{what}: {len(v)} elements exceed the limit of {max_len}")
+    return v
+
+
+def check_map(v: Any, what: str, required: Sequence[str]) -> dict:
+    if not isinstance(v, dict):
+        raise WireError(f"{what}: expected a map, got {type(v).__name__}")
+    missing = [k for k in required if k not in v]
+    if missing:
+        raise WireError(f"{what}.{missing[0]}: missing")
+    unknown = sorted(str(k) for k in v if k not in required)
+    if unknown:
+        raise WireError(f"{what}.{unknown[0]}: unknown field (wire version {WIRE_VERSION})")
+    return v
+
+
+def check_epoch(epoch: Any, what: str = "epoch") -> str:
+    """``epoch`` if it is a valid epoch id, else WireError."""
+    if not isinstance(epoch, str) or not _EPOCH_RE.fullmatch(epoch):
+        raise WireError(f"{what}: expected 1-{MAX_EPOCH_LEN} chars of [A-Za-z0-9._:-], got {epoch!r:.80}")
+    return epoch
+
+
+def check_subtree(subtree: Any, what: str = "subtree") -> str:
+    """``subtree`` if it is a valid key prefix ("" = everything), else WireError."""
+    return check_name(subtree, what, MAX_SUBTREE_LEN, allow_empty=True)
+
+
+def entity_from_wire(v: Any, what: str) -> Entity:
+    v = check_array(v, what, 5, exact=5)
+    box = check_array(v[3], f"{what}.box_xyxy", 4, exact=4)
+    x1, y1, x2, y2 = (check_number(b, f"{what}.box_xyxy[{i}]") for i, b in enumerate(box))
+    if x2 < x1 or y2 < y1:
+        raise WireError(f"{what}.box_xyxy: negative width or height {[x1, y1, x2, y2]}; expected x1<=x2, y1<=y2")
+    return Entity(check_int(v[0], f"{what}.id"), check_name(v[1], f"{what}.label"), check_number(v[2], f"{what}.score", 0.0, 1.0),
+                  (x1, y1, x2, y2), check_number(v[4], f"{what}.first_seen"))
+
+
+def relation_from_wire(v: Any, what: str) -> Relation:
+    v = check_array(v, what, 6, exact=6)
+    unc = math.nan if v[4] is None else check_number(v[4], f"{what}.uncertainty", 0.0)
+    return Relation(check_int(v[0], f"{what}.subject_id"), check_name(v[1], f"{what}.predicate"),
+                    check_int(v[2], f"{what}.object_id"), check_number(v[3], f"{what}.score", 0.0, 1.0), unc,
+                    check_number(v[5], f"{what}.start_time"))
+
+
+def relation_key_from_wire(v: Any, what: str) -> RelationKey:
+    v = check_array(v, what, 3, exact=3)
+    return (check_int(v[0], f"{what}.subject_id"), check_name(v[1], f"{what}.predicate"), check_int(v[2], f"{what}.object_id"))
+
+
+def check_unique(keys: Sequence, what: str) -> None:
+    if len(set(keys)) != len(keys):
+        seen = set()
+        dup = next(k for k in keys if k in seen or seen.add(k))
+        raise WireError(f"{what}: duplicate key {dup!r}")
+
+
+def entities_from_wire(v: Any, what: str, max_items: int) -> tuple[Entity, ...]:
+    out = tuple(entity_from_wire(e, f"{what}[{i}]") for i, e in enumerate(check_array(v, what, max_items)))
+    check_unique([e.id for e in out], what)
+    return out
+
+
+def relations_from_wire(v: Any, what: str, max_items: int) -> tuple[Relation, ...]:
+    out = tuple(relation_from_wire(r, f"{what}[{i}]") for i, r in enumerate(check_array(v, what, max_items)))
+    check_unique([r.key for r in out], what)
+    return out
+
+
+def check_count(n: int, what: str, max_items: int) -> None:
+    if n > max_items:
+        raise WireError(f"{what}: {n} items exceed the limit of {max_items}", code="too_large")
+
+
+
+
+def entity_to_wire(e: Entity, what: str) -> list:
+    if not isinstance(e, Entity):
+        raise WireError(f"{what}: expected an Entity, got {type(e).__name__}")
+    return [e.id, e.label, e.score, list(e.box_xyxy), e.first_seen]
+
+
+def relation_to_wire(r: Relation, what: str) -> list:
+    if not isinstance(r, Relation):
+        raise WireError(f"{what}: expected a Relation, got {type(r).__name__}")
+    unc = r.uncertainty
+    return [r.subject_id, r.predicate, r.object_id, r.score,
+            None if isinstance(unc, (float, np.floating)) and math.isnan(unc) else unc, r.start_time]
+
+
+def plain(v: Any) -> Any:
+    """numpy scalars -> Python scalars, so msgpack packs them (and never needs an ext type)."""
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v

@@ -1,0 +1,115 @@
+"""The tiny preset trains end to end; checkpoints resume; bad checkpoints and configs give clear errors."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from engine.config import ConfigError  # noqa: E402
+from engine.vocab import Vocabulary  # noqa: E402
+from offline_train.checkpoint import CheckpointError, check_vocabulary, read_meta  # noqa: E402
+from offline_train.config import load_train_config  # noqa: E402
+from offline_train.train import load_model, train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    cfg = load_train_config(preset="tiny", overrides=[f"run.out_dir={out}", "optim.epochs=2", "run.progress=false"])
+    train(cfg)
+    return out, cfg
+
+
+def test_tiny_preset_trains_and_writes_everything(tiny_run):
+    out, _ = tiny_run
+    for f in ("best/model.safetensors", "best/checkpoint.json", "last/optimizer.safetensors", "last/prior.npy",
+              "loss.png", "predicate_recall.png", "history.json"):
+        assert (out / f).is_file(), f
+    hist = json.loads((out / "history.json").read_text())
+    assert len(hist) == 2 and hist[1]["loss"] < hist[0]["loss"]
+    assert not list(out.rglob("*.pkl")) and not list(out.rglob("*.pt"))  # no pickle anywhere
+
+
+def test_resume_continues_the_same_run(tiny_run, tmp_path):
+    out, cfg = tiny_run
+    run2 = tmp_path / "run"
+    shutil.copytree(out, run2)
+    cfg3 = load_train_config(preset="tiny", overrides=[f"run.out_dir={run2}", "optim.epochs=3", "run.progress=false"])
+    train(cfg3)
+    h_old = json.loads((out / "history.json").read_text())
+    h_new = json.loads((run2 / "history.json").read_text())
+    assert len(h_new) == 3 and h_new[:2] == h_old
+
+
+def test_resume_refuses_other_config(tiny_run, tmp_path):
+    out, _ = tiny_run
+    run2 = tmp_path / "run"
+    shutil.copytree(out, run2)
+    cfg = load_train_config(preset="tiny", overrides=[f"run.out_dir={run2}", "model.d_model=16", "run.progress=false"])
+    with pytest.raises(CheckpointError, match="another config"):
+        train(cfg)
+
+
+def test_load_model_runs_a_step(tiny_run):
+    out, _ = tiny_run
+    model, meta = load_model(out / "best")
+    p = 3
+    scores, *state = model.forward_step(torch.randn(p, meta.num_features), torch.zeros(p, dtype=torch.long),
+                                        torch.ones(p, dtype=torch.long), *model.initial_state(p))
+    assert scores.shape == (p, len(meta.predicates)) and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_bad_checkpoints(tiny_run, tmp_path):
+    out, _ = tiny_run
+    ck = tmp_path / "ck"
+    shutil.copytree(out / "best", ck)
+    # truncated weights
+    w = (ck / "model.safetensors").read_bytes()
+    (ck / "model.safetensors").write_bytes(w[: len(w) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_model(ck)
+    # other feature version
+    shutil.copy(out / "best" / "model.safetensors", ck / "model.safetensors")
+    meta = json.loads((ck / "checkpoint.json").read_text())
+    (ck / "checkpoint.json").write_text(json.dumps({**meta, "feature_version": 999}))
+    with pytest.raises(CheckpointError, match="pair-feature version 999"):
+        load_model(ck)
+    (ck / "checkpoint.json").write_text(json.dumps({**meta, "model_version": 999}))
+    with pytest.raises(CheckpointError, match="model version 999"):
+        load_model(ck)
+    (ck / "checkpoint.json").write_text("{\"format\": ")
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        read_meta(ck)
+    (ck / "checkpoint.json").unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        load_model(ck)
+
+
+def test_vocabulary_mismatch(tiny_run):
+    out, _ = tiny_run
+    meta = read_meta(out / "best")
+    objs = Vocabulary("objs", meta.objects)
+    with pytest.raises(CheckpointError, match="predicate vocabulary"):
+        check_vocabulary(meta, objs, Vocabulary("p", ("a", "b")), "test")
+    check_vocabulary(meta, objs, Vocabulary("p", meta.predicates), "test")
+
+
+def test_unknown_preset_and_key():
+    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
+        load_train_config(preset="huge")
+    with pytest.raises(ConfigError, match="optim.learning_rate"):
+        load_train_config(preset="tiny", overrides=["optim.learning_rate=0.1"])
+    with pytest.raises(ConfigError, match="model.d_model"):
+        load_train_config(overrides=["model.d_model=abc"])
+
+
+def test_training_is_deterministic(tiny_run, tmp_path):
+    out, _ = tiny_run
+    cfg = load_train_config(preset="tiny", overrides=[f"run.out_dir={tmp_path}", "optim.epochs=2",
+                                                      "run.progress=false"])
+    train(cfg)
+    a = json.loads((out / "history.json").read_text())
+    b = json.loads((tmp_path / "history.json").read_text())
+    np.testing.assert_allclose([r["loss"] for r in a], [r["loss"] for r in b], rtol=1e-5)
