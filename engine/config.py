@@ -45,7 +45,7 @@ class TrackerConfig:
     confirm_first_frame: bool = True # tracks born in the first frame of a stream skip the tentative phase
     # Kalman noise std as fractions of the box size (width for x terms, height for y terms); only ratios matter.
     std_weight_position: float = 1.0 / 20     # process noise of the box centre per frame
-    std_weight_velocity: float = 1.0 / 160    # process noise of the centre velocity per frame
+    std_weight_velocity: float = 1.0 / 120    # process noise of the centre velocity per frame
     size_noise_ratio: float = 0.5             # process noise of w, h (and rates) relative to the centre's
     std_weight_measurement: float = 1.0 / 10  # detector box noise
 

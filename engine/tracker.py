@@ -10,13 +10,15 @@ Per frame (one ``Tracker.step`` call), all inside one numba kernel over fixed-ca
 5. Kalman update of matched tracks; lifecycle, see below;
 6. unmatched high detections with ``score >= new_track_score`` start tentative tracks.
 
-Each stage is an optimal gated assignment on cost ``1 - IoU`` (``engine.assign.assign_gated``). With
-``class_gating`` a detection only matches a track of the same label.
+Each stage is an optimal gated assignment on cost ``1 - IoU`` (``engine.assign.assign_gated``; a pair needs IoU
+strictly above the stage's threshold). With ``class_gating`` a detection only matches a track of the same label.
 
 Lifecycle: tentative --(min_hits consecutive matched frames)--> confirmed (tracked) --(miss)--> lost
 --(match)--> tracked; a tentative track is removed at its first miss, a lost one after more than ``max_age``
-unmatched frames. Removed tracks free their slot at once; nothing accumulates. If all ``max_tracks`` slots are
-taken, a new track replaces the lost track with the most misses, or is dropped when no track is lost (counted in
+unmatched frames. With ``confirm_first_frame`` the tracks born in the first frame of a stream (after construction
+or ``reset``) are confirmed at once, since there is nothing yet they could duplicate (as ByteTrack does).
+Removed tracks free their slot at once; nothing accumulates. If all ``max_tracks`` slots are taken, a new track
+replaces the lost track with the most misses, or is dropped when no track is lost (counted in
 ``state_sizes()["dropped_births"]``).
 
 Output (``Tracks``): the confirmed tracks matched in this frame, sorted by id, with the Kalman-filtered box.
@@ -32,7 +34,7 @@ import numpy as np
 from numba import njit
 
 from engine.assign import assign_gated
-from engine.boxes import cxcywh_to_xyxy, iou_xyxy, xyxy_to_cxcywh
+from engine.boxes import cxcywh_to_xyxy, iou_xyxy, ltwh_to_xyxy, xyxy_to_cxcywh, xyxy_to_ltwh
 from engine.config import TrackerConfig
 from engine.kalman import kalman_initiate, kalman_predict, kalman_update
 from engine.types import Detections, Tracks
@@ -288,7 +290,8 @@ class Tracker:
         return Tracks(*out)
 
     def warmup(self) -> None:
-        """Compile (or load from numba's cache) every kernel the tracker uses, on dummy arrays; state untouched."""
+        """Compile (or load from numba's cache) every kernel the tracker uses, plus the MOT box-format conversions,
+        on dummy arrays; the tracker's own state is untouched. Call once before the first real frame."""
         dummy = Tracker(TrackerConfig(max_tracks=4, min_hits=2))
         boxes = np.array([[10, 10, 50, 90], [60, 10, 100, 90]], np.float32)
         for i in range(3):
@@ -296,6 +299,8 @@ class Tracker:
         dummy.step(Detections.empty(), 3.0)
         iou_xyxy(boxes, boxes)
         cxcywh_to_xyxy(xyxy_to_cxcywh(boxes))
+        ltwh_to_xyxy(boxes.astype(np.float64))  # engine.sources reads MOT files as float64
+        xyxy_to_ltwh(boxes)
 
     def reset(self) -> None:
         """Drop every track and forget the last time, so a new stream can start. Ids keep counting up."""

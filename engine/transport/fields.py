@@ -23,7 +23,6 @@ _EPOCH_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
-
 class WireError(ValueError):
     """A message that does not follow the wire format. ``code`` is the error reply code for it ("malformed",
     "too_large" or "version"); ``rid`` the request id when one could be read (for the error reply)."""
@@ -34,9 +33,8 @@ class WireError(ValueError):
         self.rid = rid
 
 
-
-
 def check_int(v: Any, what: str, lo: int = 0, hi: int = MAX_ID) -> int:
+    """An integer (not bool) in [lo, hi]."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
         raise WireError(f"{what}: expected an integer, got {type(v).__name__}")
     v = int(v)
@@ -46,6 +44,7 @@ def check_int(v: Any, what: str, lo: int = 0, hi: int = MAX_ID) -> int:
 
 
 def check_number(v: Any, what: str, lo: float = -math.inf, hi: float = math.inf) -> float:
+    """A finite int or float (not bool) in [lo, hi], as float."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise WireError(f"{what}: expected a number, got {type(v).__name__}")
     v = float(v)
@@ -57,6 +56,7 @@ def check_number(v: Any, what: str, lo: float = -math.inf, hi: float = math.inf)
 
 
 def check_name(v: Any, what: str, max_len: int = MAX_NAME_LEN, allow_empty: bool = False) -> str:
+    """A string of at most max_len chars without control characters."""
     if not isinstance(v, str):
         raise WireError(f"{what}: expected a string, got {type(v).__name__}")
     if (not v and not allow_empty) or len(v) > max_len:
@@ -67,6 +67,7 @@ def check_name(v: Any, what: str, max_len: int = MAX_NAME_LEN, allow_empty: bool
 
 
 def check_array(v: Any, what: str, max_len: int, exact: int | None = None) -> Sequence:
+    """A list of at most max_len (or exactly ``exact``) elements."""
     if not isinstance(v, (list, tuple)):
         raise WireError(f"{what}: expected an array, got {type(v).__name__}")
     if exact is not None and len(v) != exact:
@@ -77,6 +78,7 @@ def check_array(v: Any, what: str, max_len: int, exact: int | None = None) -> Se
 
 
 def check_map(v: Any, what: str, required: Sequence[str]) -> dict:
+    """A map with exactly the ``required`` keys (unknown keys are errors)."""
     if not isinstance(v, dict):
         raise WireError(f"{what}: expected a map, got {type(v).__name__}")
     missing = [k for k in required if k not in v]
@@ -84,7 +86,7 @@ def check_map(v: Any, what: str, required: Sequence[str]) -> dict:
         raise WireError(f"{what}.{missing[0]}: missing")
     unknown = sorted(str(k) for k in v if k not in required)
     if unknown:
-        raise WireError(f"{what}.{unknown[0]}: unknown field (wire version {WIRE_VERSION})")
+        raise WireError(f"{what}.{unknown[0]}: unknown field")
     return v
 
 
@@ -101,16 +103,19 @@ def check_subtree(subtree: Any, what: str = "subtree") -> str:
 
 
 def entity_from_wire(v: Any, what: str) -> Entity:
+    """``[id, label, score, [x1, y1, x2, y2], first_seen]`` -> Entity (box xyxy pixels, x1 <= x2, y1 <= y2)."""
     v = check_array(v, what, 5, exact=5)
     box = check_array(v[3], f"{what}.box_xyxy", 4, exact=4)
     x1, y1, x2, y2 = (check_number(b, f"{what}.box_xyxy[{i}]") for i, b in enumerate(box))
     if x2 < x1 or y2 < y1:
         raise WireError(f"{what}.box_xyxy: negative width or height {[x1, y1, x2, y2]}; expected x1<=x2, y1<=y2")
-    return Entity(check_int(v[0], f"{what}.id"), check_name(v[1], f"{what}.label"), check_number(v[2], f"{what}.score", 0.0, 1.0),
-                  (x1, y1, x2, y2), check_number(v[4], f"{what}.first_seen"))
+    return Entity(check_int(v[0], f"{what}.id"), check_name(v[1], f"{what}.label"),
+                  check_number(v[2], f"{what}.score", 0.0, 1.0), (x1, y1, x2, y2),
+                  check_number(v[4], f"{what}.first_seen"))
 
 
 def relation_from_wire(v: Any, what: str) -> Relation:
+    """``[subject_id, predicate, object_id, score, uncertainty or nil, start_time]`` -> Relation (nil -> NaN)."""
     v = check_array(v, what, 6, exact=6)
     unc = math.nan if v[4] is None else check_number(v[4], f"{what}.uncertainty", 0.0)
     return Relation(check_int(v[0], f"{what}.subject_id"), check_name(v[1], f"{what}.predicate"),
@@ -120,7 +125,8 @@ def relation_from_wire(v: Any, what: str) -> Relation:
 
 def relation_key_from_wire(v: Any, what: str) -> RelationKey:
     v = check_array(v, what, 3, exact=3)
-    return (check_int(v[0], f"{what}.subject_id"), check_name(v[1], f"{what}.predicate"), check_int(v[2], f"{what}.object_id"))
+    return (check_int(v[0], f"{what}.subject_id"), check_name(v[1], f"{what}.predicate"),
+            check_int(v[2], f"{what}.object_id"))
 
 
 def check_unique(keys: Sequence, what: str) -> None:
@@ -147,15 +153,15 @@ def check_count(n: int, what: str, max_items: int) -> None:
         raise WireError(f"{what}: {n} items exceed the limit of {max_items}", code="too_large")
 
 
-
-
 def entity_to_wire(e: Entity, what: str) -> list:
+    """Entity -> positional array (values are checked by entity_from_wire on the encoded body)."""
     if not isinstance(e, Entity):
         raise WireError(f"{what}: expected an Entity, got {type(e).__name__}")
     return [e.id, e.label, e.score, list(e.box_xyxy), e.first_seen]
 
 
 def relation_to_wire(r: Relation, what: str) -> list:
+    """Relation -> positional array; NaN uncertainty becomes nil."""
     if not isinstance(r, Relation):
         raise WireError(f"{what}: expected a Relation, got {type(r).__name__}")
     unc = r.uncertainty

@@ -19,21 +19,18 @@ whatever the service sends, a client decodes.
 """
 from __future__ import annotations
 
-import math
-import re
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import msgpack
-import numpy as np
 import zmq
 
-from engine.transport.fields import (CONTROL_RE, MAX_ID, MAX_NAME_LEN, MAX_REASON_LEN, MAX_SUBTREE_LEN, WireError,
-                                     check_array, check_count, check_epoch, check_int, check_map, check_name,
-                                     check_number, check_subtree, check_unique, entities_from_wire, entity_to_wire,
-                                     plain, relation_key_from_wire, relation_to_wire, relations_from_wire)
+from engine.transport.fields import (CONTROL_RE, MAX_ID, MAX_REASON_LEN, WireError, check_array, check_count,
+                                     check_epoch, check_int, check_map, check_name, check_number, check_subtree,
+                                     check_unique, entities_from_wire, entity_to_wire, plain, relation_key_from_wire,
+                                     relation_to_wire, relations_from_wire)
 from engine.types import Entity, GraphDelta, Relation
 
 WIRE_VERSION = 1
@@ -48,6 +45,7 @@ PUB_TOPICS = (TOPIC_DELTA, TOPIC_HEARTBEAT)
 REPLY_TOPICS = (TOPIC_ITEMS, TOPIC_END, TOPIC_ERROR)
 
 ERROR_CODES = ("malformed", "too_large", "version")
+
 
 @dataclass(frozen=True)
 class Heartbeat:
@@ -247,7 +245,8 @@ def _items_from_body(body: Any, epoch: str, seq: int, max_items: int) -> Snapsho
     body = check_map(body, "items", ("v", "rid", "ents", "rels"))
     n = sum(len(body[k]) if isinstance(body[k], (list, tuple)) else 0 for k in ("ents", "rels"))
     check_count(n, "items", max_items)
-    return SnapshotItems(epoch, seq, check_int(body["rid"], "items.rid"), entities_from_wire(body["ents"], "items.ents", max_items),
+    return SnapshotItems(epoch, seq, check_int(body["rid"], "items.rid"),
+                         entities_from_wire(body["ents"], "items.ents", max_items),
                          relations_from_wire(body["rels"], "items.rels", max_items))
 
 

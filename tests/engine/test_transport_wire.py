@@ -9,7 +9,7 @@ import pytest
 
 from engine.config import ConfigError, TransportConfig, from_dict
 from engine.diff import SequenceError, apply, diff, empty_graph
-from engine.transport import GraphPublisher, GraphSubscriber, graph_changes, new_epoch, wire
+from engine.transport import GraphPublisher, GraphSubscriber, fields, graph_changes, new_epoch, wire
 from engine.transport.subtree import MissingEntityError, apply_to_view, entity_key, relation_key, view
 from engine.types import Entity, GraphDelta, Relation, SceneGraph
 from engine.watch_cli import snapshot_endpoint_for
@@ -193,7 +193,7 @@ def test_schema_accepts_every_payload_and_rejects_bad_ones(stream):
     validator = jsonschema.Draft202012Validator(schema)
     assert schema["$defs"]["version"]["const"] == wire.WIRE_VERSION
     assert tuple(schema["$defs"]["error"]["properties"]["code"]["enum"]) == wire.ERROR_CODES
-    assert schema["$defs"]["name"]["maxLength"] == wire.MAX_NAME_LEN
+    assert schema["$defs"]["name"]["maxLength"] == fields.MAX_NAME_LEN
     graphs, deltas = stream
     g = graphs[-1]
     payloads = [wire.encode_delta(d, 1000)[3] for d in deltas[:50]] + [

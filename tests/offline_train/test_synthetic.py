@@ -84,6 +84,8 @@ def test_walk_with_side_by_side():
     lab = labels(g)
     assert has(lab, 0, 1, "walk_with").all() and has(lab, 1, 0, "walk_with").all()
     assert not has(lab, 0, 1, "walk_past").any() and not has(lab, 0, 1, "walk_front").any()
+    g = scene(("person", "person"), [line((0, 0, 10), (1.6, 0, 0)), line((0, 0, 10.8), (1.3, 0, 0))])
+    assert rules.past(g).sum() == 0 and has(labels(g), 0, 1, "walk_with").all()   # drifting apart slowly: with
 
 
 def test_follow_and_chase():
