@@ -10,6 +10,7 @@ Boxes are xyxy float32 pixels (image frame, origin top-left).
 """
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -66,7 +67,7 @@ def _map_scores(scores: np.ndarray, transform: str, path: Path, lines: np.ndarra
     if transform == "clip":
         return np.clip(scores, 0.0, 1.0)
     if transform == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-scores))
+        return 0.5 * (1.0 + np.tanh(scores / 2))  # = 1 / (1 + exp(-s)) without overflow for very negative s
     lo, hi = (float(scores.min()), float(scores.max())) if scores.size else (0.0, 0.0)
     return (scores - lo) / (hi - lo) if hi > lo else np.ones_like(scores)
 
@@ -89,7 +90,7 @@ class MotDetections:
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"path: MOT detection file not found: {p}")
-        if not (isinstance(fps, (int, float)) and np.isfinite(fps) and fps > 0):
+        if isinstance(fps, bool) or not (isinstance(fps, numbers.Real) and np.isfinite(fps) and fps > 0):
             raise ValueError(f"fps: must be a positive number, got {fps!r}")
         if score_transform not in SCORE_TRANSFORMS:
             raise ValueError(f"score_transform: unknown '{score_transform}' (one of {', '.join(SCORE_TRANSFORMS)})")
@@ -162,9 +163,9 @@ class VidvrdReplay:
                                  "add it to category_map")
             labels.append(vocab.index(name))
         for name, v in (("jitter", jitter), ("false_positives", false_positives)):
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v >= 0):
+            if isinstance(v, bool) or not (isinstance(v, numbers.Real) and np.isfinite(v) and v >= 0):
                 raise ValueError(f"{name}: must be a finite number >= 0, got {v!r}")
-        if not (isinstance(drop_prob, (int, float)) and 0.0 <= drop_prob <= 1.0):
+        if isinstance(drop_prob, bool) or not (isinstance(drop_prob, numbers.Real) and 0.0 <= drop_prob <= 1.0):
             raise ValueError(f"drop_prob: must be in [0, 1], got {drop_prob!r}")
         for name, r in (("true_scores", true_scores), ("false_scores", false_scores)):
             if len(r) != 2 or not 0.0 <= r[0] <= r[1] <= 1.0:
