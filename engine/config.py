@@ -189,6 +189,11 @@ class TransportConfig:
         return bool(self.curve_secret_key_file)
 
 
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Top-level engine config, composed of one slice per component."""
@@ -198,12 +203,8 @@ class EngineConfig:
     pairs: PairsConfig = field(default_factory=PairsConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
+    transport: TransportConfig = field(default_factory=TransportConfig)
     numba_cache_dir: str = ""  # empty: numba's default (__pycache__ next to the code); set for read-only installs
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
 
 
 # --------------------------------------------------------------------------------------------- generic loading

@@ -49,9 +49,12 @@ PRESETS: dict[str, dict] = {
         "run": {"out_dir": "runs/tiny"},
     },
     "default": {
-        "train_data": {"kind": "synthetic", "split": "train", "synthetic_videos": 640},
-        "val_data": {"kind": "synthetic", "split": "val", "synthetic_videos": 80},
-        "optim": {"epochs": 14},
+        # 2-3 agents per video: with up to 5, a video holds ~57 GT instances and even perfectly localised
+        # predictions in random order reach only mR@50 0.66 under the top-50 cut (0.89 with up to 3).
+        "train_data": {"kind": "synthetic", "split": "train", "synthetic_videos": 2000,
+                       "synthetic": {"max_agents": 3}},
+        "val_data": {"kind": "synthetic", "split": "val", "synthetic_videos": 100, "synthetic": {"max_agents": 3}},
+        "optim": {"epochs": 24},
         "run": {"out_dir": "runs/default"},
     },
 }
