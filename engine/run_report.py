@@ -1,0 +1,72 @@
+"""Live status line and final summary of an engine run: fps, graph size, per-stage latency percentiles."""
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+
+import numpy as np
+
+from engine.runtime import STAGES
+
+WINDOW = 300  # frames kept for the live percentiles (bounded)
+
+
+class RunReport:
+    def __init__(self, live: bool = True, every_s: float = 0.5, stream=sys.stderr):
+        self.live, self.every_s, self.stream = live, every_s, stream
+        self.t0 = time.monotonic()
+        self.last_print = 0.0
+        self.frames = 0
+        self.recent = deque(maxlen=WINDOW)
+        self.stage_ms: dict[str, list[float]] = {s: [] for s in (*STAGES, "total")}
+        self.max_frames_kept = 200_000  # a day-long run keeps at most this many samples per stage
+        self.entities = self.relations = 0
+        self.changes = {"started": 0, "ended": 0}
+
+    def add(self, res) -> None:
+        self.frames += 1
+        for k, v in res.timings_ms.items():
+            lst = self.stage_ms.setdefault(k, [])
+            if len(lst) < self.max_frames_kept:
+                lst.append(v)
+        self.recent.append(res.timings_ms["total"])
+        self.entities, self.relations = len(res.graph.entities), len(res.graph.relations)
+        for c in res.changes:
+            self.changes[c.kind] = self.changes.get(c.kind, 0) + 1
+        now = time.monotonic()
+        if self.live and now - self.last_print >= self.every_s:
+            self.last_print = now
+            fps = self.frames / max(now - self.t0, 1e-9)
+            p95 = float(np.percentile(self.recent, 95))
+            self.stream.write(f"\rframe {self.frames:6d}  {fps:7.1f} fps  entities {self.entities:3d}  "
+                              f"relations {self.relations:4d}  p95 {p95:6.2f} ms ")
+            self.stream.flush()
+
+    def finish(self) -> None:
+        self.wall = time.monotonic() - self.t0
+        if self.live:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def figures(self) -> dict:
+        out = {"frames": self.frames, "wall_s": round(getattr(self, "wall", time.monotonic() - self.t0), 3)}
+        out["fps"] = round(self.frames / max(out["wall_s"], 1e-9), 1)
+        for k, v in self.stage_ms.items():
+            if v:
+                out[f"{k}_ms_median"] = round(float(np.median(v)), 3)
+                out[f"{k}_ms_p95"] = round(float(np.percentile(v, 95)), 3)
+        out["relations_started"], out["relations_ended"] = self.changes["started"], self.changes["ended"]
+        return out
+
+    def summary(self, engine=None) -> str:
+        f = self.figures()
+        lines = [f"{f['frames']} frames in {f['wall_s']:.2f} s ({f['fps']:.1f} fps); relations started "
+                 f"{f['relations_started']}, ended {f['relations_ended']}",
+                 "stage        median ms    p95 ms"]
+        for k in (*STAGES, "total"):
+            if f"{k}_ms_median" in f:
+                lines.append(f"  {k:10s} {f[f'{k}_ms_median']:9.3f} {f[f'{k}_ms_p95']:9.3f}")
+        if engine is not None:
+            lines.append(f"flicker rate (toggles per active relation-second): {engine.filter.flicker_rate():.3f}")
+        return "\n".join(lines)
