@@ -195,6 +195,27 @@ def _check(cond: bool, msg: str) -> None:
 
 
 @dataclass(frozen=True)
+class RelationBackendConfig:
+    """Which runtime executes the relation model (engine.backends.load_relation_backend).
+
+    backend: "auto" tries TensorRT, then onnxruntime with CUDA, then onnxruntime on CPU; naming one starts the
+    same chain at that step (a step that cannot run here is logged and skipped; CPU always runs).
+    """
+
+    model_path: str = ""         # relation.onnx or its directory; empty = the shipped engine/models/default
+    backend: str = "auto"        # "auto", "tensorrt", "ort-cuda" or "ort-cpu"
+    tensorrt_engine: str = ""    # TensorRT engine file; empty = relation.engine next to the ONNX model, if present
+    threads: int = 1             # onnxruntime intra-op threads on CPU; 0 = one per physical core
+    max_pairs: int = 0           # largest pair count per step; 0 = the model file's maximum
+
+    def __post_init__(self):
+        _check(self.backend in ("auto", "tensorrt", "ort-cuda", "ort-cpu"),
+               f"relation.backend must be auto, tensorrt, ort-cuda or ort-cpu, got '{self.backend}'")
+        _check(self.threads >= 0, "relation.threads must be >= 0")
+        _check(self.max_pairs >= 0, "relation.max_pairs must be >= 0")
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     """Top-level engine config, composed of one slice per component."""
 

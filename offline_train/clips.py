@@ -57,3 +57,14 @@ def feature_stats(clips: list[VideoClip]) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("no present pair in the training data: cannot compute feature statistics")
     x = np.concatenate(rows).astype(np.float64)
     return x.mean(0).astype(np.float32), np.maximum(x.std(0), 1e-2).astype(np.float32)
+
+
+def predicate_pos_weights(clips: list[VideoClip], base: float, balance: float) -> np.ndarray:
+    """(C,) positive weights: ``base * (median / count_c) ** balance`` over predicates that occur, clipped to
+    [base / 4, base * 8]; predicates that never occur get ``base``."""
+    counts = sum(c.targets[c.present].sum(0).astype(np.float64) for c in clips)
+    w = np.full(len(counts), base, np.float64)
+    seen = counts > 0
+    if balance > 0 and seen.any():
+        w[seen] = base * (np.median(counts[seen]) / counts[seen]) ** balance
+    return np.clip(w, base / 4, base * 8).astype(np.float32)

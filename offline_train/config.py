@@ -18,6 +18,8 @@ class OptimConfig:
     warmup_steps: int = 30
     grad_clip: float = 1.0
     pos_weight: float = 3.0      # up-weights the rare positives of sigmoid predicate groups
+    balance: float = 0.5         # per-predicate positive weight *= (median count / count) ** balance, clipped to
+                                 # [1/4, 8]: rare predicates count more (0 = off)
 
 
 @dataclass(frozen=True)

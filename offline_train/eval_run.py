@@ -43,6 +43,8 @@ def load_torch_stepper(path: str | Path) -> LoadedModel:
     import torch
 
     from offline_train.train import load_model
+    # one step is a few small matmuls: extra threads only add synchronisation (and fight other processes)
+    torch.set_num_threads(1)
     model, meta = load_model(path)
 
     def step(feats, sl, ol, state):

@@ -5,9 +5,9 @@ run by ``engine.backends``) exactly as the engine streams: features from ``engin
 trajectories, one state row per ordered pair, advanced only on frames where both objects are present.
 
 Merging (per pair and predicate): frames with score >= ``threshold`` form runs; runs separated by at most
-``max_gap`` frames are joined; runs shorter than ``min_frames`` are dropped. An instance's score is its mean
-per-frame score and its trajectories are the input boxes over its span. Each video keeps its ``max_predictions``
-best instances.
+``max_gap`` frames are joined; runs shorter than ``min_frames`` are dropped. An instance's score is the mean
+per-frame score over its span (bridged gap frames count as 0); its trajectories are the input boxes over the span.
+Each video keeps its ``max_predictions`` best instances.
 """
 from __future__ import annotations
 

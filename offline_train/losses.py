@@ -6,12 +6,12 @@ import torch.nn.functional as F
 
 
 def relation_loss(logits: torch.Tensor, targets: torch.Tensor, present: torch.Tensor, groups,
-                  pos_weight: float = 1.0) -> dict[str, torch.Tensor]:
+                  pos_weight: float | torch.Tensor = 1.0) -> dict[str, torch.Tensor]:
     """logits (T, P, C), targets (T, P, C) bool, present (T, P) bool -> {'loss', 'loss_<group>'...}.
 
     Only present pair-frames count. A softmax group contributes only on rows with exactly one positive in the group
-    (Action Genome's attention: exactly one label per labelled pair). ``pos_weight`` > 1 up-weights the rare positives
-    of sigmoid groups.
+    (Action Genome's attention: exactly one label per labelled pair). ``pos_weight`` (a number, or (C,) per predicate)
+    > 1 up-weights the rare positives of sigmoid groups.
     """
     m = present.reshape(-1)
     lg = logits.reshape(-1, logits.shape[-1])[m]
@@ -24,7 +24,8 @@ def relation_loss(logits: torch.Tensor, targets: torch.Tensor, present: torch.Te
         if len(gl) == 0:
             loss = gl.sum() * 0.0
         elif kind == "sigmoid":
-            w = torch.where(gt > 0, torch.full_like(gt, pos_weight), torch.ones_like(gt))
+            pw = pos_weight[ix] if torch.is_tensor(pos_weight) else torch.full((len(idx),), float(pos_weight))
+            w = torch.where(gt > 0, pw.to(gt).expand_as(gt), torch.ones_like(gt))
             # sum over predicates, mean over pair-frames: each pair-frame weighs the same whatever C is
             loss = (F.binary_cross_entropy_with_logits(gl, gt, weight=w, reduction="none").sum(1)).mean()
         else:

@@ -13,7 +13,7 @@ from engine.config import from_dict, to_dict
 from engine.vocab import Vocabulary
 from offline_train.checkpoint import (CheckpointError, CheckpointMeta, load_optimizer_state, load_weights, read_meta,
                                       save_checkpoint)
-from offline_train.clips import VideoClip, feature_stats, make_clip
+from offline_train.clips import feature_stats, make_clip, predicate_pos_weights
 from offline_train.config import TrainConfig
 from offline_train.data.registry import dataset_vocabularies, load_dataset, predicate_groups
 from offline_train.embeddings import embed_names
@@ -59,6 +59,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     if not train_clips or not val_clips:
         raise ValueError("train_data and val_data must each hold at least one video")
     groups = head_groups(cfg.train_data)
+    pos_weight = torch.from_numpy(predicate_pos_weights(train_clips, cfg.optim.pos_weight, cfg.optim.balance))
 
     prior = frequency_prior(train_anns, objects, predicates)  # the baseline `vsgg eval` compares against
     model = build_model(cfg.model, train_clips[0].feats.shape[-1], embed_names(objects.names),
@@ -91,10 +92,10 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         rng = np.random.default_rng([cfg.run.seed, epoch])  # per-epoch stream: resuming replays the same order
         losses, step = train_one_epoch(
             model, train_clips, opt, rng, groups=groups, clip_len=cfg.optim.clip_len,
-            videos_per_step=cfg.optim.videos_per_step, pos_weight=cfg.optim.pos_weight, grad_clip=cfg.optim.grad_clip,
+            videos_per_step=cfg.optim.videos_per_step, pos_weight=pos_weight, grad_clip=cfg.optim.grad_clip,
             step=step, total_steps=total, base_lr=cfg.optim.lr, warmup=cfg.optim.warmup_steps, epoch=epoch + 1,
             progress=prog)
-        ev = evaluate(model, val_clips, groups=groups, pos_weight=cfg.optim.pos_weight, k=cfg.run.eval_k)
+        ev = evaluate(model, val_clips, groups=groups, pos_weight=pos_weight, k=cfg.run.eval_k)
         per_pred = {predicates.names[i]: v for i, v in ev.pop("per_predicate_recall").items()}
         row = {"epoch": epoch + 1, "step": step, "time_s": round(time.time() - t0, 1), **losses, **ev}
         meta.history.append(row)

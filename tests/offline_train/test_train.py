@@ -14,14 +14,6 @@ from offline_train.config import load_train_config  # noqa: E402
 from offline_train.train import load_model, train  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny")
-    cfg = load_train_config(preset="tiny", overrides=[f"run.out_dir={out}", "optim.epochs=2", "run.progress=false"])
-    train(cfg)
-    return out, cfg
-
-
 def test_tiny_preset_trains_and_writes_everything(tiny_run):
     out, _ = tiny_run
     for f in ("best/model.safetensors", "best/checkpoint.json", "last/optimizer.safetensors", "last/prior.npy",
