@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.vocab import Vocabulary
-from offline_train.synthetic.rules import (ACTIONS, MIN_RUN_S, PAIR, SPATIAL, Geometry, action_of,
+from offline_train.synthetic.rules import (ACTION_MIN_RUN_S, ACTIONS, MIN_RUN_S, PAIR, SPATIAL, Geometry, action_of,
                                            pair_predicates, spatial_patterns)
 
 
@@ -107,8 +107,9 @@ def frame_predicates(g: Geometry, predicates: Vocabulary, layout_with_action: bo
     """(T, K, K, P) bool per-frame predicate labels from the rules (before the visibility mask)."""
     t, k = g.moving.shape
     m = max(1, round(MIN_RUN_S * g.world.fps))
-    actions = debounce_categorical(action_of(g), m)
-    moving = debounce(g.moving, m)
+    ma = max(1, round(ACTION_MIN_RUN_S * g.world.fps))
+    actions = debounce_categorical(action_of(g), ma)
+    moving = debounce(g.moving, ma)
     out = np.zeros((t, k, k, len(predicates)), bool)
     for s, holds in spatial_patterns(g).items():
         holds = debounce(holds, m)

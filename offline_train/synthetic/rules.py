@@ -62,7 +62,8 @@ ride    s sits or stands on o and o is a mount (horse, elephant, bicycle, motorc
 ======= ========================================================================================================
 
 Actions and spatial patterns are debounced separately before they are combined: runs (on or off) shorter than
-``MIN_RUN_S`` seconds are merged into their neighbours, as a person would not label a 0.1 s flicker.
+``MIN_RUN_S`` seconds (``ACTION_MIN_RUN_S`` for actions) are merged into their neighbours, as a person would not
+label a 0.1 s flicker.
 """
 from __future__ import annotations
 
@@ -98,7 +99,8 @@ FOLLOW_MAX_ANGLE_DEG = 45.0
 FOLLOW_MAX_GAP = 4.0        # pair sizes
 FOLLOW_MAX_SIDE = 1.0       # pair sizes
 CHASE_MIN_RATE = 0.2        # pair sizes per second
-MIN_RUN_S = 0.3             # s
+MIN_RUN_S = 1.0             # s, spatial and pair patterns: VidVRD labels relations on ~1 s (30-frame) segments
+ACTION_MIN_RUN_S = 0.3      # s, actions: a jump or a stop is short but real
 
 ACTIONS = ("none", "stand", "stop", "walk", "run", "fly", "swim", "creep", "jump", "sit", "lie", "move")
 SPATIAL = ("left", "right", "front", "behind", "above", "beneath", "next_to", "toward", "away", "past", "with")
