@@ -10,8 +10,9 @@ published for ``heartbeat_s``. Snapshots and heartbeats therefore keep flowing w
 
 Ordering. The graph reference is swapped before the delta is queued, so a snapshot may already contain deltas
 that are still queued; subscribers drop those (seq <= snapshot seq), and every later delta follows the snapshot.
-A heartbeat carries the seq of the last delta the service thread handled (sent, dropped or skipped), so a
-subscriber that missed the last delta before a quiet period notices it.
+A heartbeat carries the seq of the last delta the service thread handled (sent, dropped or skipped), or of the last
+one dropped on a full queue if that is later, so a subscriber that missed the last delta before a quiet period
+notices it.
 
 Bound on received data: ZMQ_MAXMSGSIZE = ``max_message_bytes`` on the ROUTER (a larger frame makes libzmq drop the
 peer's connection); requests over ``max_request_bytes`` or otherwise malformed get an error reply and the service
@@ -96,6 +97,7 @@ class GraphPublisher:
         self._lock = threading.Lock()        # serialises publish()/close() callers on the caller-side PAIR
         self._counts = {k: 0 for k in PublisherStats.__dataclass_fields__}
         self._closed = False
+        self._dropped_seq = 0                # last seq dropped on a full queue: heartbeats must announce it
         self._endpoints = ("", "")
         self._error: BaseException | None = None
         self._ready = threading.Event()
@@ -181,6 +183,7 @@ class GraphPublisher:
             try:
                 self._pipe.send_multipart(msg, zmq.NOBLOCK)
             except zmq.Again:
+                self._dropped_seq = delta.seq
                 self._counts["dropped_queue_full"] += 1
                 if _is_power_of_two(self._counts["dropped_queue_full"]):
                     log.warning("publisher queue full (%d deltas): delta seq %d dropped; %d so far",
@@ -293,6 +296,9 @@ class GraphPublisher:
                     except zmq.Again:
                         break
             if time.monotonic() - last_sent >= hb:
+                # A delta dropped on a full queue never reaches this thread; announcing its seq anyway is what
+                # lets a subscriber that got everything before the drop notice it is behind.
+                last_seq = max(last_seq, self._dropped_seq)
                 pub.send_multipart(wire.encode_heartbeat(self._epoch, last_seq, hb))
                 self._counts["heartbeats"] += 1
                 last_sent = time.monotonic()
