@@ -10,9 +10,11 @@ the ONNX file first, so an interrupted export leaves a pair the engine refuses r
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -86,6 +88,24 @@ def _example_pairs(model: nn.Module, num_features: int, n_obj: int, n_pred: int)
     return next(p for p in (5, 11, 13, 17, 19, 23, 37, 41) if p not in taken)
 
 
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Silence the exporter's known-harmless chatter (torchvision ops it skips, per-rewrite INFO logs, the note that
+    all inputs share the 'pairs' axis) for the duration of one export; restores logger levels afterwards."""
+    names = ("torch.onnx", "onnx_ir", "onnxscript")
+    levels = {n: logging.getLogger(n).level for n in names}
+    try:
+        for n in names:
+            logging.getLogger(n).setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*axis name.*will not be used.*")
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            yield
+    finally:
+        for n, lvl in levels.items():
+            logging.getLogger(n).setLevel(lvl)
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
@@ -116,7 +136,7 @@ def export_onnx(model: nn.Module, meta: CheckpointMeta, out_path: str | Path,
         p = _example_pairs(model, meta.num_features, n_obj, n_pred)
         args = example_inputs(model, meta.num_features, n_obj, p)
         pairs = torch.export.Dim(PAIRS, min=0, max=max_pairs)
-        with torch.no_grad():
+        with torch.no_grad(), _quiet_exporter():
             program = torch.onnx.export(graph, args, dynamo=True, input_names=list(INPUT_NAMES),
                                         output_names=list(OUTPUT_NAMES), dynamic_shapes={s.name: {0: pairs}
                                                                                          for s in INPUTS},
