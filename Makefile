@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench default-model clean
 
 # torch first, from the local CPU wheel: an unpinned resolve would pull GBs of CUDA packages.
 $(STAMP): requirements.txt pyproject.toml
@@ -24,6 +24,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/vsgg bench tracker --json out/bench_tracker.json
+
+# Retrain the shipped default relation model (about 15 min on 2 cores), then export, evaluate and write its card.
+default-model: $(STAMP)
+	$(BIN)/vsgg train --preset default --no-resume
+	$(BIN)/vsgg release --checkpoint runs/default/best --out engine/models/default
 
 clean:
 	rm -rf $(VENV) out runs .pytest_cache
