@@ -23,7 +23,8 @@ def _color(track_id: int) -> tuple[int, int, int]:
 class OverlayWriter:
     """Writes one overlay frame per ``write`` call to ``path`` at ``fps``; ``size`` is (width, height) in pixels."""
 
-    def __init__(self, path: str | Path, size: tuple[int, int], fps: float, max_edge_labels: int = 12):
+    def __init__(self, path: str | Path, size: tuple[int, int], fps: float, max_edge_labels: int = 12,
+                 max_pair_labels: int = 4):
         import cv2
         self.cv2 = cv2
         self.path = Path(path)
@@ -32,7 +33,8 @@ class OverlayWriter:
         self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), self.size)
         if not self.writer.isOpened():
             raise ValueError(f"overlay: cannot open {self.path} for writing (mp4v codec)")
-        self.max_edge_labels = max_edge_labels
+        self.max_edge_labels = max_edge_labels   # relations listed in the panel
+        self.max_pair_labels = max_pair_labels   # strongest pairs whose arrow is labelled
         self.frames = 0
 
     def write(self, graph: SceneGraph, image: np.ndarray | None = None, status: str = "") -> None:
@@ -51,21 +53,37 @@ class OverlayWriter:
             cv2.putText(canvas, f"{e.id} {e.label}", (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, c, 1,
                         cv2.LINE_AA)
             centres[e.id] = ((x1 + x2) // 2, (y1 + y2) // 2)
-        # strongest relations get a text label; every relation gets an arrow
-        rels = sorted(graph.relations.values(), key=lambda r: -r.score)
-        labelled = {}
-        for k, r in enumerate(rels):
-            a, b = centres[r.subject_id], centres[r.object_id]
-            cv2.arrowedLine(canvas, a, b, _color(r.subject_id), 1, cv2.LINE_AA, tipLength=0.04)
-            pair = (r.subject_id, r.object_id)
-            if k < self.max_edge_labels and pair not in labelled:
-                labelled[pair] = r.predicate
-                mid = ((a[0] * 2 + b[0]) // 3, (a[1] * 2 + b[1]) // 3)
-                cv2.putText(canvas, r.predicate, mid, cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+        # One arrow per ordered pair, shifted sideways so a->b and b->a stay apart, labelled with its strongest
+        # predicate; the strongest relations overall are listed in a panel, which stays legible when edges crowd.
+        by_pair: dict[tuple[int, int], list] = {}
+        for r in sorted(graph.relations.values(), key=lambda r: -r.score):
+            by_pair.setdefault((r.subject_id, r.object_id), []).append(r)
+        for k, ((si, oi), rs) in enumerate(by_pair.items()):  # strongest pair first
+            a, b = np.array(centres[si], float), np.array(centres[oi], float)
+            d = b - a
+            n = np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1.0) * 6.0
+            a2, b2 = tuple(int(v) for v in a + n), tuple(int(v) for v in b + n)
+            cv2.arrowedLine(canvas, a2, b2, _color(si), 1, cv2.LINE_AA, tipLength=0.04)
+            if k >= self.max_pair_labels:
+                continue
+            label = rs[0].predicate + (f" +{len(rs) - 1}" if len(rs) > 1 else "")
+            mid = (int(a[0] + d[0] / 3 + n[0] * 2), int(a[1] + d[1] / 3 + n[1] * 2))
+            self._text(canvas, label, mid, 0.38, _color(si))
+        for k, r in enumerate(sorted(graph.relations.values(), key=lambda r: -r.score)[: self.max_edge_labels]):
+            self._text(canvas, f"{r.subject_id} {r.predicate} {r.object_id}  {r.score:.2f}", (8, 18 + 16 * k), 0.42,
+                       _color(r.subject_id))
         text = status or f"t={graph.t:.2f}s  entities {len(graph.entities)}  relations {len(graph.relations)}"
         cv2.putText(canvas, text, (8, h - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (230, 230, 230), 1, cv2.LINE_AA)
         self.writer.write(canvas)
         self.frames += 1
+
+    def _text(self, canvas: np.ndarray, text: str, org: tuple[int, int], scale: float, color) -> None:
+        """Text on a dark box so it reads over boxes, edges and video alike; org is the baseline's left end (px)."""
+        cv2 = self.cv2
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        x, y = org
+        cv2.rectangle(canvas, (x - 2, y - th - 2), (x + tw + 2, y + base), (20, 20, 20), -1)
+        cv2.putText(canvas, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
 
     def close(self) -> None:
         self.writer.release()
