@@ -23,7 +23,8 @@ def add_parser(parser: argparse.ArgumentParser):
     parser.add_argument("--tensorrt", type=Path, default=None, metavar="OUT.engine",
                         help="also build a TensorRT engine (needs an NVIDIA GPU and TensorRT)")
     parser.add_argument("--fp16", action="store_true", help="TensorRT: allow FP16 kernels")
-    parser.add_argument("--opt-pairs", type=int, default=380, help="TensorRT: pair count the kernels are tuned for")
+    parser.add_argument("--opt-pairs", type=int, default=None,
+                        help="TensorRT: pair count the kernels are tuned for (default: 380, or --max-pairs if smaller)")
     parser.add_argument("--timing-cache", type=Path, default=None, help="TensorRT: timing cache file (read + update)")
     return run
 
@@ -36,7 +37,7 @@ def run(args) -> int:
     from engine.backends.base import BackendUnavailable
     from engine.backends.ort import OrtRelationBackend
     from export.to_onnx import export_checkpoint
-    from export.verify import ParityError, check_parity
+    from export.verify import ParityError, check_parity, parity_pairs
 
     t0 = time.time()
     info, model = export_checkpoint(args.checkpoint, args.onnx, args.max_pairs)
@@ -45,15 +46,17 @@ def run(args) -> int:
           f"{info.d_model}, 0..{info.max_pairs} pairs; {time.time() - t0:.1f} s)")
     if not args.no_verify:
         try:
-            report = check_parity(model, OrtRelationBackend(info, "ort-cpu"))
+            report = check_parity(model, OrtRelationBackend(info, "ort-cpu"),
+                                  pair_counts=parity_pairs(info.max_pairs))
         except ParityError as e:
             print(f"vsgg export: {e}", file=sys.stderr)
             return 1
         print(f"parity torch vs onnxruntime: {report.summary()}")
     if args.tensorrt is not None:
         from export.to_tensorrt import build_tensorrt_engine
+        opt_pairs = min(380, info.max_pairs) if args.opt_pairs is None else args.opt_pairs
         try:
-            trt_info = build_tensorrt_engine(info.path, args.tensorrt, fp16=args.fp16, opt_pairs=args.opt_pairs,
+            trt_info = build_tensorrt_engine(info.path, args.tensorrt, fp16=args.fp16, opt_pairs=opt_pairs,
                                              timing_cache=args.timing_cache)
         except BackendUnavailable as e:
             print(f"vsgg export: cannot build a TensorRT engine here: {e}. The ONNX model was written; build the "
@@ -66,7 +69,8 @@ def run(args) -> int:
             from engine.backends.trt import TrtRelationBackend
             backend = TrtRelationBackend(trt_info.path, info)
             try:  # FP16 keeps ~3 significant digits; FP32 engines use TF32 on Ampere+ by default
-                report = check_parity(model, backend, atol=2e-2 if args.fp16 else 1e-3)
+                report = check_parity(model, backend, atol=2e-2 if args.fp16 else 1e-3,
+                                      pair_counts=parity_pairs(backend.max_pairs))
             except ParityError as e:
                 print(f"vsgg export: {e}", file=sys.stderr)
                 return 1

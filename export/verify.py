@@ -94,6 +94,12 @@ def step_parity(model: torch.nn.Module, backend: RelationBackend, pair_counts=PA
     return report
 
 
+def parity_pairs(max_pairs: int) -> tuple[int, ...]:
+    """PARITY_PAIRS a model declared for ``max_pairs`` pairs can take, plus max_pairs itself when it cuts them."""
+    kept = tuple(p for p in PARITY_PAIRS if p <= max_pairs)
+    return kept if max_pairs in kept or max_pairs > PARITY_PAIRS[-1] else kept + (max_pairs,)
+
+
 def check_parity(model: torch.nn.Module, backend: RelationBackend, atol: float = FP32_ATOL, **kw) -> ParityReport:
     """step_parity, raising ParityError when any output differs by more than ``atol``."""
     report = step_parity(model, backend, **kw)
@@ -140,10 +146,12 @@ def _numeric_leaves(d, prefix=""):
 
 
 def eval_report_parity(checkpoint: str | Path, model_path: str | Path, vidvrd_paths, work_dir: str | Path,
-                       atol: float = 1e-3) -> dict:
+                       atol: float = 1e-3, **eval_kw) -> dict:
     """`vsgg eval` (offline_train.eval_run.run_eval, no baselines) on the torch checkpoint and on its exported
     model; returns {'torch': report, 'export': report, 'max_abs_diff': float, 'differences': [(key, a, b), ...]}
-    over every numeric metric (differences lists those above ``atol``). Raises ParityError when any does."""
+    over every numeric metric (differences lists those above ``atol``). Raises ParityError when any does.
+    eval_kw: further run_eval options for both sides (predicate_map, category_map, unknown, threshold), e.g. the
+    label maps a VidOR annotation needs."""
     from offline_train.eval_run import run_eval
 
     work = Path(work_dir)
@@ -151,13 +159,33 @@ def eval_report_parity(checkpoint: str | Path, model_path: str | Path, vidvrd_pa
     reports = {}
     for side, path in (("torch", checkpoint), ("export", model_path)):
         reports[side] = run_eval(str(path), list(vidvrd_paths), work / f"{side}_predictions.json",
-                                 work / f"{side}_report.json", baselines=False, progress=False)["model"]
+                                 work / f"{side}_report.json", baselines=False, progress=False, **eval_kw)["model"]
     a, b = dict(_numeric_leaves(reports["torch"])), dict(_numeric_leaves(reports["export"]))
     if set(a) != set(b):
         raise ParityError(f"eval reports have different metrics: {sorted(set(a) ^ set(b))[:10]}")
     diffs = [(k, a[k], b[k]) for k in sorted(a) if abs(a[k] - b[k]) > atol]
-    out = {**reports, "max_abs_diff": max((abs(a[k] - b[k]) for k in a), default=0.0), "differences": diffs}
+    pred_diff = _prediction_diff(work / "torch_predictions.json", work / "export_predictions.json")
+    out = {**reports, "max_abs_diff": max((abs(a[k] - b[k]) for k in a), default=0.0), "differences": diffs,
+           "prediction_max_abs_diff": pred_diff}
     (work / "eval_parity.json").write_text(json.dumps(out, indent=1))
     if diffs:
         raise ParityError(f"exported model's eval report differs from torch's beyond {atol:g}: {diffs[:5]}")
+    if pred_diff > atol:  # metrics can agree by chance (e.g. both 0 on real data); the predictions must too
+        raise ParityError(f"exported model's eval predictions differ from torch's: "
+                          f"{'different relation instances' if pred_diff == float('inf') else f'score diff {pred_diff:.3g}'}"
+                          f" (beyond {atol:g})")
     return out
+
+
+def _prediction_diff(a_path: Path, b_path: Path) -> float:
+    """Largest score difference between two official-format prediction files; inf when their instances
+    (video, triplet, duration) differ."""
+    def load(p):
+        res = json.loads(p.read_text())["results"]
+        return {vid: sorted(((tuple(i["triplet"]), tuple(i["duration"])), i["score"]) for i in inst)
+                for vid, inst in res.items()}
+
+    a, b = load(a_path), load(b_path)
+    if set(a) != set(b) or any([k for k, _ in a[v]] != [k for k, _ in b[v]] for v in a):
+        return float("inf")
+    return max((abs(x - y) for v in a for (_, x), (_, y) in zip(a[v], b[v])), default=0.0)
