@@ -84,7 +84,7 @@ def build(args):
     from engine.config import TransportConfig, load_engine_config
     from engine.runtime import Engine
     from engine.streams import open_stream
-    from engine.vocab import builtin
+    from engine.vocab import Vocabulary, builtin
 
     cfg = load_engine_config(args.config, args.overrides)
     if cfg.numba_cache_dir:
@@ -94,7 +94,7 @@ def build(args):
     if args.model.lower() != "none":
         from engine.backends import load_relation_backend
         backend = load_relation_backend(replace(cfg.relation, model_path=args.model))
-        objects = backend.objects
+        objects = Vocabulary("model_objects", tuple(backend.info.objects))
     else:
         objects = builtin("vidvrd_objects")
     detector = None
