@@ -22,10 +22,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Every benchmark, figures printed and written to out/bench_*.json (numbers, not pass/fail: the machine is shared).
 bench: $(STAMP)
 	$(BIN)/vsgg bench tracker --json out/bench_tracker.json
+	$(BIN)/vsgg bench model --json out/bench_model.json
+	$(BIN)/vsgg bench engine --json out/bench_engine.json
+	$(BIN)/vsgg bench detector --json out/bench_detector.json
 
-# Retrain the shipped default relation model (about 15 min on 2 cores), then export, evaluate and write its card.
+# Retrain the shipped default relation model (about 25 min on 2 cores), then export, evaluate and write its card.
 default-model: $(STAMP)
 	$(BIN)/vsgg train --preset default --no-resume
 	$(BIN)/vsgg release --checkpoint runs/default/best --out engine/models/default

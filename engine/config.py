@@ -65,10 +65,11 @@ class TrackerConfig:
 class GraphConfig:
     """How the scene graph is published. Tolerances make deltas small: an entity is re-sent only when its box moved
     more than ``box_tolerance_px`` (any corner, pixels) or its score changed more than ``score_tolerance``; a relation
-    only when its score changed more than ``score_tolerance``. 0 means every change is sent."""
+    only when its score changed more than ``score_tolerance``. 0 means every change is sent. The defaults keep a
+    subscriber's boxes within 2 px and scores within 0.05 of the engine's (detector noise is larger than that)."""
 
-    box_tolerance_px: float = 0.0
-    score_tolerance: float = 0.0
+    box_tolerance_px: float = 2.0
+    score_tolerance: float = 0.05
 
     def __post_init__(self):
         _check(self.box_tolerance_px >= 0 and self.score_tolerance >= 0, "graph tolerances must be >= 0")
@@ -225,6 +226,7 @@ class EngineConfig:
     filter: FilterConfig = field(default_factory=FilterConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     transport: TransportConfig = field(default_factory=TransportConfig)
+    relation: RelationBackendConfig = field(default_factory=RelationBackendConfig)
     numba_cache_dir: str = ""  # empty: numba's default (__pycache__ next to the code); set for read-only installs
 
 

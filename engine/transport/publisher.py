@@ -167,7 +167,7 @@ class GraphPublisher:
         with self._lock:
             if self._closed:
                 raise RuntimeError("GraphPublisher.publish after close()")
-            frames = wire.encode_delta(delta, self._cfg.max_items)
+            frames = wire.encode_delta(delta, self._cfg.max_items, base=self._graph)
             new = apply(self._graph, delta)
             self._graph = new
             seq = delta.seq.to_bytes(8, "big")

@@ -105,7 +105,7 @@ class GraphSubscriber:
             self._curve = (server_public, public, secret)
         self._graph = SceneGraph()
         self._synced = False
-        self._pending: collections.deque[GraphDelta] = collections.deque(
+        self._pending: collections.deque[wire.WireDelta] = collections.deque(
             maxlen=_positive("max_pending", max_pending, integer=True))
         self._counts = {k: 0 for k in SubscriberStats.__dataclass_fields__}
         self._callbacks: list[Callable[[GraphEvent], None]] = []
@@ -302,7 +302,7 @@ class GraphSubscriber:
         except zmq.Again:
             pass  # no connection yet; the snapshot timer retries
 
-    def _resync(self, keep: GraphDelta | None = None) -> None:
+    def _resync(self, keep: wire.WireDelta | None = None) -> None:
         self._synced = False
         self._counts["resyncs"] += 1
         self._pending.clear()
@@ -339,7 +339,7 @@ class GraphSubscriber:
             return 0
         return self._on_delta(msg)
 
-    def _on_delta(self, d: GraphDelta) -> int:
+    def _on_delta(self, d: wire.WireDelta) -> int:
         if not self._synced:
             if len(self._pending) == self._pending.maxlen:
                 self._counts["pending_overflow"] += 1
@@ -360,6 +360,7 @@ class GraphSubscriber:
             self._resync(d)
             return 0
         try:
+            d = d.resolve(g, partial=bool(self._subtree))
             new = apply_to_view(g, d, self._subtree)
         except MissingEntityError:
             self._counts["missing_entities"] += 1

@@ -8,10 +8,13 @@ every message the service sends is 4 frames ``[topic, epoch, seq, payload]``:
 * seq:     8 bytes, unsigned big-endian: the graph's sequence number the message refers to.
 * payload: a msgpack map with ``"v": WIRE_VERSION`` and the fields of its topic.
 
-A snapshot request from a client is 2 frames ``[TOPIC_REQUEST, payload]``. Items travel as positional arrays:
-entity ``[id, label, score, [x1, y1, x2, y2], first_seen]`` (box xyxy pixels, times in seconds) and relation
-``[subject_id, predicate, object_id, score, uncertainty or nil, start_time]``; relation keys as
-``[subject_id, predicate, object_id]``. Floats are float64 so a decoded graph equals the engine's exactly.
+A snapshot request from a client is 2 frames ``[TOPIC_REQUEST, payload]``. Items travel as positional arrays in
+fixed point (boxes in 1/10 px, scores and uncertainties in 1/10000 steps, times float64 seconds; see
+engine.transport.fields for the forms). A delta says a changed item the receiver already holds in its short form:
+an entity *move* (box change in steps, new score if any) or a relation *score*; that is why deltas only apply to
+the graph at ``seq - 1`` (the Clone pattern's rule anyway), and why ``decode_pub`` returns a ``WireDelta`` that
+``resolve(graph)`` turns into a GraphDelta. A graph whose values sit on the grid (engine.graph.quantize_graph,
+what the Engine publishes) reaches subscribers bit-exactly. Empty sections of a delta are left out.
 No msgpack ext or bin types are used, so none are accepted (and nothing is ever unpickled).
 
 Every check raises ``WireError`` (a ValueError) naming the offending field; encoding runs the same checks, so
@@ -27,13 +30,16 @@ from typing import Any, Sequence
 import msgpack
 import zmq
 
+from engine.graph import BOX_STEPS_PER_PX, SCORE_STEPS, box_steps
 from engine.transport.fields import (CONTROL_RE, MAX_ID, MAX_REASON_LEN, WireError, check_array, check_count,
                                      check_epoch, check_int, check_map, check_name, check_number, check_subtree,
-                                     check_unique, entities_from_wire, entity_to_wire, plain, relation_key_from_wire,
-                                     relation_to_wire, relations_from_wire)
-from engine.types import Entity, GraphDelta, Relation
+                                     check_unique, entities_from_wire, entity_move_from_wire, entity_move_to_wire,
+                                     entity_to_wire, plain, relation_key_from_wire, relation_score_from_wire,
+                                     relation_score_to_wire, relation_to_wire, relations_from_wire)
+from engine.transport.subtree import MissingEntityError
+from engine.types import Entity, GraphDelta, Relation, RelationKey, SceneGraph
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2  # 2: fixed-point items, entity moves and relation scores in deltas
 
 TOPIC_DELTA = b"vsgg.delta"        # PUB: one GraphDelta
 TOPIC_HEARTBEAT = b"vsgg.hb"       # PUB: liveness + latest seq when idle
@@ -96,6 +102,59 @@ class ErrorReply:
     rid: int | None
     code: str
     reason: str
+
+
+@dataclass(frozen=True)
+class WireDelta:
+    """A delta as received: full items plus short forms that need the receiver's graph at ``seq - 1``.
+
+    moves:  (entity id, (dx1, dy1, dx2, dy2) box change in 1/BOX_STEPS_PER_PX px steps, new score steps or None)
+    scores: (relation key, score steps, uncertainty steps or None = unchanged)
+    """
+
+    epoch: str
+    seq: int
+    t: float
+    entities: tuple[Entity, ...] = ()
+    moves: tuple[tuple[int, tuple[int, int, int, int], int | None], ...] = ()
+    remove_entity_ids: tuple[int, ...] = ()
+    relations: tuple[Relation, ...] = ()
+    scores: tuple[tuple[RelationKey, int, int | None], ...] = ()
+    remove_relations: tuple[RelationKey, ...] = ()
+
+    def resolve(self, base: SceneGraph | None = None, partial: bool = False) -> GraphDelta:
+        """The GraphDelta this message means, given ``base``, the receiver's graph at ``seq - 1``.
+
+        A short form for an item ``base`` does not hold raises MissingEntityError (the receiver is out of step:
+        resync), or is skipped when ``partial`` (a subtree view, which holds only part of the graph). A move that
+        would give a box of negative size raises ValueError.
+        """
+        ents, rels = list(self.entities), list(self.relations)
+        have_e = {} if base is None else base.entities
+        have_r = {} if base is None else base.relations
+        for i, d, sc in self.moves:
+            e = have_e.get(i)
+            if e is None:
+                if partial:
+                    continue
+                raise MissingEntityError(f"delta seq {self.seq}: moves entity {i}, which the graph does not hold")
+            box = tuple((box_steps(c) + dc) / BOX_STEPS_PER_PX for c, dc in zip(e.box_xyxy, d))
+            if box[2] < box[0] or box[3] < box[1]:
+                raise ValueError(f"delta seq {self.seq}: move of entity {i} gives a box of negative size {box}")
+            ents.append(Entity(i, e.label, e.score if sc is None else sc / SCORE_STEPS, box, e.first_seen))
+        for k, sc, unc in self.scores:
+            r = have_r.get(k)
+            if r is None:
+                if partial:
+                    continue
+                raise MissingEntityError(f"delta seq {self.seq}: rescores relation {k}, which the graph does not "
+                                         "hold")
+            rels.append(Relation(*k, sc / SCORE_STEPS, r.uncertainty if unc is None else unc / SCORE_STEPS,
+                                 r.start_time))
+        ents.sort(key=lambda e: e.id)
+        rels.sort(key=lambda r: r.key)
+        return GraphDelta(self.epoch, self.seq, self.t, tuple(ents), self.remove_entity_ids, tuple(rels),
+                          self.remove_relations)
 
 
 def new_epoch() -> str:
@@ -171,17 +230,30 @@ def _envelope(frames: Sequence[bytes], topics: Sequence[bytes], max_bytes: int) 
 # --------------------------------------------------------------------------------------------------- encoders
 
 
-def encode_delta(delta: GraphDelta, max_items: int) -> list[bytes]:
-    """The 4 frames of a delta. Raises WireError naming the field when a value is not valid on the wire."""
+def encode_delta(delta: GraphDelta, max_items: int, base: SceneGraph | None = None) -> list[bytes]:
+    """The 4 frames of a delta. With ``base`` (the graph the delta applies to, i.e. what receivers hold) items that
+    ``base`` already has go in their short forms. Raises WireError naming the field when a value is not valid."""
     if not isinstance(delta, GraphDelta):
         raise WireError(f"delta: expected a GraphDelta, got {type(delta).__name__}")
     epoch = check_epoch(delta.epoch, "delta.epoch")
     seq = check_int(delta.seq, "delta.seq", 1)
-    body = {"v": WIRE_VERSION, "t": plain(delta.t),
-            "ents": [plain(entity_to_wire(e, f"delta.ents[{i}]")) for i, e in enumerate(delta.upsert_entities)],
-            "ents_rm": plain(list(delta.remove_entity_ids)),
-            "rels": [plain(relation_to_wire(r, f"delta.rels[{i}]")) for i, r in enumerate(delta.upsert_relations)],
-            "rels_rm": [plain(list(k)) for k in delta.remove_relations]}
+    have_e = {} if base is None else base.entities
+    have_r = {} if base is None else base.relations
+    ents, moves, rels, scores = [], [], [], []
+    for i, e in enumerate(delta.upsert_entities):
+        what = f"delta.ents[{i}]"
+        short = entity_move_to_wire(e, have_e[e.id], what) if getattr(e, "id", None) in have_e else None
+        (ents if short is None else moves).append(plain(entity_to_wire(e, what) if short is None else short))
+    for i, r in enumerate(delta.upsert_relations):
+        what = f"delta.rels[{i}]"
+        short = relation_score_to_wire(r, have_r[r.key], what) if isinstance(r, Relation) and r.key in have_r \
+            else None
+        (rels if short is None else scores).append(plain(relation_to_wire(r, what) if short is None else short))
+    body = {"v": WIRE_VERSION, "t": plain(delta.t)}
+    for k, v in (("ents", ents), ("ents_mv", moves), ("ents_rm", plain(list(delta.remove_entity_ids))),
+                 ("rels", rels), ("rels_sc", scores), ("rels_rm", [plain(list(k)) for k in delta.remove_relations])):
+        if v:
+            body[k] = v
     _delta_from_body(body, epoch, seq, max_items)  # the same checks a receiver runs
     return [TOPIC_DELTA, epoch.encode("ascii"), _seq_frame(seq), _pack(body, "delta")]
 
@@ -224,21 +296,31 @@ def encode_error(epoch: str, seq: int, rid: int | None, code: str, reason: str) 
 # --------------------------------------------------------------------------------------------------- decoders
 
 
-def _delta_from_body(body: Any, epoch: str, seq: int, max_items: int) -> GraphDelta:
+_DELTA_SECTIONS = ("ents", "ents_mv", "ents_rm", "rels", "rels_sc", "rels_rm")
+
+
+def _delta_from_body(body: Any, epoch: str, seq: int, max_items: int) -> WireDelta:
     if seq < 1:
         raise WireError(f"seq: a delta's seq must be >= 1, got {seq}")
-    body = check_map(body, "delta", ("v", "t", "ents", "ents_rm", "rels", "rels_rm"))
-    n = sum(len(body[k]) if isinstance(body[k], (list, tuple)) else 0 for k in ("ents", "ents_rm", "rels", "rels_rm"))
+    body = check_map(body, "delta", ("v", "t"), _DELTA_SECTIONS)
+    n = sum(len(body[k]) if isinstance(body[k], (list, tuple)) else 0 for k in _DELTA_SECTIONS if k in body)
     check_count(n, "delta", max_items)
-    ents = entities_from_wire(body["ents"], "delta.ents", max_items)
-    rm_e = tuple(check_int(i, f"delta.ents_rm[{j}]") for j, i in enumerate(check_array(body["ents_rm"], "delta.ents_rm",
-                                                                             max_items)))
-    rels = relations_from_wire(body["rels"], "delta.rels", max_items)
-    rm_r = tuple(relation_key_from_wire(k, f"delta.rels_rm[{j}]") for j, k in enumerate(check_array(body["rels_rm"],
-                                                                                     "delta.rels_rm", max_items)))
+
+    def section(key, one):
+        return tuple(one(x, f"delta.{key}[{j}]") for j, x in enumerate(check_array(body.get(key, []),
+                                                                                   f"delta.{key}", max_items)))
+
+    ents = entities_from_wire(body.get("ents", []), "delta.ents", max_items)
+    moves = section("ents_mv", entity_move_from_wire)
+    rm_e = section("ents_rm", check_int)
+    rels = relations_from_wire(body.get("rels", []), "delta.rels", max_items)
+    scores = section("rels_sc", relation_score_from_wire)
+    rm_r = section("rels_rm", relation_key_from_wire)
+    check_unique([e.id for e in ents] + [m[0] for m in moves], "delta.ents + delta.ents_mv")
+    check_unique([r.key for r in rels] + [sc[0] for sc in scores], "delta.rels + delta.rels_sc")
     check_unique(rm_e, "delta.ents_rm")
     check_unique(rm_r, "delta.rels_rm")
-    return GraphDelta(epoch, seq, check_number(body["t"], "delta.t"), ents, rm_e, rels, rm_r)
+    return WireDelta(epoch, seq, check_number(body["t"], "delta.t"), ents, moves, rm_e, rels, scores, rm_r)
 
 
 def _items_from_body(body: Any, epoch: str, seq: int, max_items: int) -> SnapshotItems:
@@ -250,8 +332,9 @@ def _items_from_body(body: Any, epoch: str, seq: int, max_items: int) -> Snapsho
                          relations_from_wire(body["rels"], "items.rels", max_items))
 
 
-def decode_pub(frames: Sequence[bytes], max_bytes: int, max_items: int) -> GraphDelta | Heartbeat:
-    """A message received on the SUB socket: a GraphDelta or a Heartbeat. Raises WireError."""
+def decode_pub(frames: Sequence[bytes], max_bytes: int, max_items: int) -> WireDelta | Heartbeat:
+    """A message received on the SUB socket: a WireDelta (``resolve`` it against the graph at seq - 1) or a
+    Heartbeat. Raises WireError."""
     topic, epoch, seq, payload = _envelope(frames, PUB_TOPICS, max_bytes)
     if topic == TOPIC_DELTA:
         return _delta_from_body(_unpack(payload, "delta", max_items), epoch, seq, max_items)

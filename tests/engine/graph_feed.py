@@ -14,6 +14,7 @@ import time
 
 from engine.config import TransportConfig
 from engine.diff import diff, empty_graph
+from engine.graph import quantize_graph
 from engine.types import Entity, Relation, SceneGraph
 
 LABELS = ("person", "cup", "chair", "dog", "table")
@@ -60,7 +61,8 @@ def random_graphs(seed: int, epoch: str, n: int, max_entities: int = 20, max_rel
                 if (s, p, o) not in rels:
                     unc = math.nan if rng.random() < 0.5 else rng.uniform(0, 0.3)
                     rels[(s, p, o)] = Relation(s, p, o, rng.random(), unc, t)
-        graphs.append(SceneGraph(t=t, entities=ents, relations=rels, epoch=epoch, seq=seq))
+        # on the wire's fixed-point grid, as the Engine publishes, so subscribers hold them bit-exactly
+        graphs.append(quantize_graph(SceneGraph(t=t, entities=ents, relations=rels, epoch=epoch, seq=seq)))
     return graphs
 
 

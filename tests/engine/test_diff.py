@@ -74,6 +74,24 @@ def test_tolerance_does_not_accumulate():
     assert 4 <= sent <= 10
 
 
+def test_tolerance_is_per_field():
+    """A box that moved beyond its tolerance is sent without the score jitter below its own (and vice versa); the
+    published graph stays within both tolerances of the engine's."""
+    e0 = Entity(1, "cup", 0.50, (0.0, 0.0, 10.0, 10.0), 0.0)
+    r0 = Relation(1, "on", 2, 0.60, 0.10, 0.0)
+    other = Entity(2, "table", 0.9, (0.0, 20.0, 50.0, 40.0), 0.0)
+    g0 = SceneGraph(0.0, {1: e0, 2: other}, {r0.key: r0}, "e", 0)
+    g1 = SceneGraph(0.1, {1: Entity(1, "cup", 0.52, (3.0, 0.0, 13.0, 10.0), 0.0), 2: other},
+                    {r0.key: Relation(1, "on", 2, 0.70, 0.12, 0.0)}, "e", 1)
+    d = diff(g0, g1, box_tolerance_px=2.0, score_tolerance=0.05)
+    assert d.upsert_entities == (Entity(1, "cup", 0.50, (3.0, 0.0, 13.0, 10.0), 0.0),)
+    assert d.upsert_relations == (Relation(1, "on", 2, 0.70, 0.10, 0.0),)
+    g2 = SceneGraph(0.2, {1: Entity(1, "cup", 0.60, (3.5, 0.0, 13.5, 10.0), 0.0), 2: other}, g1.relations, "e", 2)
+    d2 = diff(apply(g0, d), g2, box_tolerance_px=2.0, score_tolerance=0.05)
+    assert d2.upsert_entities == (Entity(1, "cup", 0.60, (3.0, 0.0, 13.0, 10.0), 0.0),)
+    assert diff(g0, g1).upsert_entities == (g1.entities[1],)  # no tolerance: whole new values
+
+
 def test_removing_entity_removes_its_relations():
     a, b = Entity(1, "a", 1.0, (0, 0, 1, 1)), Entity(2, "b", 1.0, (0, 0, 1, 1))
     r = Relation(1, "near", 2, 0.9)

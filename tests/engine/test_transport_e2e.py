@@ -206,21 +206,21 @@ def test_malformed_and_oversized_requests_get_error_replies(tmp_path):
             pub.publish(d)
         dealer = ctx.socket(zmq.DEALER)
         dealer.connect(pub.snapshot_endpoint)
-        good = msgpack.packb({"v": 1, "rid": 4, "subtree": ""})
+        good = msgpack.packb({"v": wire.WIRE_VERSION, "rid": 4, "subtree": ""})
         cases = [
             ([b"garbage"], "malformed", None, "expected 2 frames"),
             ([wire.TOPIC_REQUEST, b"\xc1"], "malformed", None, "not valid msgpack"),
             ([b"vsgg.nope", good], "malformed", None, "request.topic"),
-            ([wire.TOPIC_REQUEST, msgpack.packb({"v": 2, "rid": 5, "subtree": ""})], "version", 5, "request.v"),
-            ([wire.TOPIC_REQUEST, msgpack.packb({"v": 1, "rid": 6, "subtree": 3})], "malformed", 6, "request.subtree"),
-            ([wire.TOPIC_REQUEST, msgpack.packb({"v": 1, "rid": 7, "subtree": "", "x": 1})], "malformed", 7,
+            ([wire.TOPIC_REQUEST, msgpack.packb({"v": 1, "rid": 5, "subtree": ""})], "version", 5, "request.v"),
+            ([wire.TOPIC_REQUEST, msgpack.packb({"v": wire.WIRE_VERSION, "rid": 6, "subtree": 3})], "malformed", 6, "request.subtree"),
+            ([wire.TOPIC_REQUEST, msgpack.packb({"v": wire.WIRE_VERSION, "rid": 7, "subtree": "", "x": 1})], "malformed", 7,
              "request.x"),
-            ([wire.TOPIC_REQUEST, msgpack.packb({"v": 1, "rid": -1, "subtree": ""})], "malformed", None,
+            ([wire.TOPIC_REQUEST, msgpack.packb({"v": wire.WIRE_VERSION, "rid": -1, "subtree": ""})], "malformed", None,
              "request.rid"),
             ([wire.TOPIC_REQUEST, msgpack.packb([1, 2])], "malformed", None, "must be a map"),
-            ([wire.TOPIC_REQUEST, msgpack.packb({"v": 1, "rid": 8, "subtree": msgpack.ExtType(1, b"x")})],
+            ([wire.TOPIC_REQUEST, msgpack.packb({"v": wire.WIRE_VERSION, "rid": 8, "subtree": msgpack.ExtType(1, b"x")})],
              "malformed", None, "not valid msgpack"),
-            ([wire.TOPIC_REQUEST, msgpack.packb({"v": 1, "rid": 9, "subtree": "x" * 60000})], "too_large", None,
+            ([wire.TOPIC_REQUEST, msgpack.packb({"v": wire.WIRE_VERSION, "rid": 9, "subtree": "x" * 60000})], "too_large", None,
              "exceed the limit"),
             ([wire.TOPIC_REQUEST] + [good] * 20, "malformed", None, "got 21"),
         ]
@@ -286,9 +286,9 @@ def test_subscriber_survives_malformed_messages():
         bad = [
             [b"vsgg.hb only one frame"],
             good[:3] + [b"\xc1"],
-            good[:3] + [msgpack.packb({**body, "v": 2})],
-            good[:3] + [msgpack.packb({**body, "ents": [[2, "cup", 2.0, [0, 0, 1, 1], 0.0]]})],
-            good[:3] + [msgpack.packb({**body, "ents": [[2, "cup", 0.5, [5, 0, 1, 1], 0.0]]})],
+            good[:3] + [msgpack.packb({**body, "v": 1})],
+            good[:3] + [msgpack.packb({**body, "ents": [[2, "cup", 20000, [0, 0, 10, 10], 0.0]]})],
+            good[:3] + [msgpack.packb({**body, "ents": [[2, "cup", 5000, [50, 0, 10, 10], 0.0]]})],
             good[:2] + [b"\0" * 3, good[3]],
             good + [b"extra"],
             [wire.TOPIC_DELTA, "é".encode(), good[2], good[3]],

@@ -11,6 +11,7 @@ from engine.config import ConfigError, TransportConfig, from_dict
 from engine.diff import SequenceError, apply, diff, empty_graph
 from engine.transport import GraphPublisher, GraphSubscriber, fields, graph_changes, new_epoch, wire
 from engine.transport.subtree import MissingEntityError, apply_to_view, entity_key, relation_key, view
+from engine.graph import quantize_entity, quantize_relation
 from engine.types import Entity, GraphDelta, Relation, SceneGraph
 from engine.watch_cli import snapshot_endpoint_for
 from graph_feed import random_graphs
@@ -18,6 +19,7 @@ from graph_feed import random_graphs
 SCHEMA = Path(__file__).resolve().parents[2] / "msgs" / "zmq" / "graph_wire.schema.json"
 EP = "20261122T101500Z-1a2b3c4d"
 MB = 1 << 20
+V = wire.WIRE_VERSION
 ANY = dict(pub_endpoint="tcp://127.0.0.1:*", snapshot_endpoint="tcp://127.0.0.1:*")
 
 
@@ -37,17 +39,53 @@ def sample_delta():
 
 
 def test_delta_round_trip_is_exact(stream):
-    _, deltas = stream
-    for d in deltas:
+    graphs, deltas = stream
+    short = full = 0
+    for base, d in zip(graphs, deltas):
         frames = wire.encode_delta(d, 1000)
         assert len(frames) == 4 and frames[0] == wire.TOPIC_DELTA and frames[2] == d.seq.to_bytes(8, "big")
-        assert wire.decode_pub(frames, MB, 1000) == d  # NaN uncertainty compares equal (nil on the wire)
+        assert wire.decode_pub(frames, MB, 1000).resolve() == d  # NaN uncertainty compares equal (nil on the wire)
+        small = wire.encode_delta(d, 1000, base=base)  # short forms against the graph the delta applies to
+        got = wire.decode_pub(small, MB, 1000)
+        assert got.resolve(base) == d
+        short += len(got.moves) + len(got.scores)
+        full += sum(map(len, frames)) - sum(map(len, small))
     assert any(math.isnan(r.uncertainty) for d in deltas for r in d.upsert_relations)
+    assert short > 100 and full > 0  # the short forms were used, and they are smaller
+
+
+def test_short_forms_need_the_graph_they_were_made_for(stream):
+    graphs, deltas = stream
+    i = next(i for i, d in enumerate(deltas) if d.upsert_entities and d.upsert_entities[0].id in graphs[i].entities)
+    got = wire.decode_pub(wire.encode_delta(deltas[i], 1000, base=graphs[i]), MB, 1000)
+    assert got.moves
+    with pytest.raises(MissingEntityError, match="moves entity"):
+        got.resolve(empty_graph(EP))
+    partial = got.resolve(empty_graph(EP), partial=True)  # a subtree view skips what it does not hold
+    assert len(partial.upsert_entities) == len(deltas[i].upsert_entities) - len(got.moves)
+    e = graphs[i].entities[got.moves[0][0]]
+    shrunk = SceneGraph(graphs[i].t, {**graphs[i].entities, e.id: Entity(e.id, e.label, e.score,
+                                                                         (0.0, 0.0, 0.0, 0.0), e.first_seen)},
+                        graphs[i].relations, EP, graphs[i].seq)
+    d = got.moves[0][1]
+    if min(d[2] - d[0], d[3] - d[1]) < 0:  # only a shrinking move can go negative from a zero box
+        with pytest.raises(ValueError, match="negative size"):
+            got.resolve(shrunk)
+
+
+def test_wire_keeps_the_published_grid():
+    """Off-grid values are rounded to 0.1 px and 1e-4 on the way; on-grid ones come back bit-exactly."""
+    e = Entity(1, "cup", 0.123456, (1.04, 2.06, 3.15, 4.0), 0.5)
+    back = wire.decode_pub(wire.encode_delta(GraphDelta(EP, 1, 0.5, (e,)), 10), MB, 10).resolve()
+    assert back.upsert_entities[0] == Entity(1, "cup", 0.1235, (1.0, 2.1, 3.2, 4.0), 0.5) == quantize_entity(e)
+    r = Relation(1, "on", 1, 0.98766, 0.00004, 0.25)
+    back = wire.decode_pub(wire.encode_delta(GraphDelta(EP, 1, 0.5, (e,), upsert_relations=(r,)), 10), MB, 10)
+    assert back.resolve().upsert_relations[0] == quantize_relation(r) == Relation(1, "on", 1, 0.9877, 0.0, 0.25)
 
 
 def test_numpy_scalars_are_encoded_as_plain_values():
     e = Entity(np.int64(3), "cup", np.float32(0.5), tuple(np.float32([1, 2, 3, 4])), np.float64(0.1))
-    back = wire.decode_pub(wire.encode_delta(GraphDelta(EP, 1, np.float64(0.5), (e,)), 10), MB, 10)
+    back = wire.decode_pub(wire.encode_delta(GraphDelta(EP, 1, np.float64(0.5), (e,)), 10), MB, 10).resolve()
     assert back.upsert_entities[0] == Entity(3, "cup", 0.5, (1.0, 2.0, 3.0, 4.0), 0.1)
     assert type(back.upsert_entities[0].id) is int
 
@@ -82,28 +120,38 @@ def _mutated(**changes):
 
 
 BAD_DELTA_BODIES = [
-    (dict(v=2), "delta.v", "version"),
+    (dict(v=1), "delta.v", "version"),
+    (dict(v=3), "delta.v", "version"),
     (dict(v=True), "delta.v", "version"),
     (dict(t="now"), "delta.t", "malformed"),
     (dict(t=math.inf), "delta.t", "malformed"),
     (dict(extra=1), "delta.extra", "malformed"),
-    (dict(ents=[[3, "person", 1.5, [0, 0, 1, 1], 0.0]]), "delta.ents[0].score", "malformed"),
+    (dict(ents=[[3, "person", 15000, [0, 0, 1, 1], 0.0]]), "delta.ents[0].score", "malformed"),
+    (dict(ents=[[3, "person", 0.5, [0, 0, 1, 1], 0.0]]), "delta.ents[0].score", "malformed"),
     (dict(ents=[[3, "person", math.nan, [0, 0, 1, 1], 0.0]]), "delta.ents[0].score", "malformed"),
-    (dict(ents=[[-3, "person", 0.5, [0, 0, 1, 1], 0.0]]), "delta.ents[0].id", "malformed"),
-    (dict(ents=[[True, "person", 0.5, [0, 0, 1, 1], 0.0]]), "delta.ents[0].id", "malformed"),
-    (dict(ents=[[3, "", 0.5, [0, 0, 1, 1], 0.0]]), "delta.ents[0].label", "malformed"),
-    (dict(ents=[[3, "a\x00b", 0.5, [0, 0, 1, 1], 0.0]]), "delta.ents[0].label", "malformed"),
-    (dict(ents=[[3, "x" * 129, 0.5, [0, 0, 1, 1], 0.0]]), "delta.ents[0].label", "malformed"),
-    (dict(ents=[[3, "person", 0.5, [0, 0, 1], 0.0]]), "delta.ents[0].box_xyxy", "malformed"),
-    (dict(ents=[[3, "person", 0.5, [2, 0, 1, 1], 0.0]]), "delta.ents[0].box_xyxy", "malformed"),
-    (dict(ents=[[3, "person", 0.5, [0, 0, 1, 1]]]), "delta.ents[0]", "malformed"),
-    (dict(ents=[[3, "p", 0.5, [0, 0, 1, 1], 0.0], [3, "p", 0.5, [0, 0, 1, 1], 0.0]]), "duplicate", "malformed"),
+    (dict(ents=[[-3, "person", 5000, [0, 0, 1, 1], 0.0]]), "delta.ents[0].id", "malformed"),
+    (dict(ents=[[True, "person", 5000, [0, 0, 1, 1], 0.0]]), "delta.ents[0].id", "malformed"),
+    (dict(ents=[[3, "", 5000, [0, 0, 1, 1], 0.0]]), "delta.ents[0].label", "malformed"),
+    (dict(ents=[[3, "a\x00b", 5000, [0, 0, 1, 1], 0.0]]), "delta.ents[0].label", "malformed"),
+    (dict(ents=[[3, "x" * 129, 5000, [0, 0, 1, 1], 0.0]]), "delta.ents[0].label", "malformed"),
+    (dict(ents=[[3, "person", 5000, [0, 0, 1], 0.0]]), "delta.ents[0].box_xyxy", "malformed"),
+    (dict(ents=[[3, "person", 5000, [2, 0, 1, 1], 0.0]]), "delta.ents[0].box_xyxy", "malformed"),
+    (dict(ents=[[3, "person", 5000, [0.5, 0, 1, 1], 0.0]]), "delta.ents[0].box_xyxy[0]", "malformed"),
+    (dict(ents=[[3, "person", 5000, [0, 0, 1, 1]]]), "delta.ents[0]", "malformed"),
+    (dict(ents=[[3, "p", 5000, [0, 0, 1, 1], 0.0], [3, "p", 5000, [0, 0, 1, 1], 0.0]]), "duplicate", "malformed"),
     (dict(ents={"3": 1}), "delta.ents", "malformed"),
+    (dict(ents_mv=[[3, 1, 1, 1]]), "delta.ents_mv[0]", "malformed"),
+    (dict(ents_mv=[[3, 1, 1, 1, 1.5]]), "delta.ents_mv[0].dy2", "malformed"),
+    (dict(ents_mv=[[3, 1, 1, 1, 1, 10001]]), "delta.ents_mv[0].score", "malformed"),
+    (dict(ents_mv=[[3, 0, 0, 0, 0]]), "ents_mv: duplicate key 3", "malformed"),
     (dict(ents_rm=[1, 1]), "delta.ents_rm", "malformed"),
     (dict(ents_rm=[1.5]), "delta.ents_rm[0]", "malformed"),
-    (dict(rels=[[3, "on", 4, 0.5, -0.1, 0.0]]), "delta.rels[0].uncertainty", "malformed"),
-    (dict(rels=[[3, "on", 4, 0.5, None]]), "delta.rels[0]", "malformed"),
-    (dict(rels=[[3, 7, 4, 0.5, None, 0.0]]), "delta.rels[0].predicate", "malformed"),
+    (dict(rels=[[3, "on", 4, 5000, -1, 0.0]]), "delta.rels[0].uncertainty", "malformed"),
+    (dict(rels=[[3, "on", 4, 5000, None]]), "delta.rels[0]", "malformed"),
+    (dict(rels=[[3, 7, 4, 5000, None, 0.0]]), "delta.rels[0].predicate", "malformed"),
+    (dict(rels_sc=[[3, "on", 4]]), "delta.rels_sc[0]", "malformed"),
+    (dict(rels_sc=[[3, "on", 4, -1]]), "delta.rels_sc[0].score", "malformed"),
+    (dict(rels_sc=[[3, "holding", 4, 10]]), "rels_sc: duplicate key", "malformed"),
     (dict(rels_rm=[[3, "on"]]), "delta.rels_rm[0]", "malformed"),
     (dict(rels_rm=[[3, "on", 2 ** 63]]), "delta.rels_rm[0].object_id", "malformed"),
 ]
@@ -151,12 +199,12 @@ def test_bad_requests_carry_code_and_rid():
     def req(body):
         return [wire.TOPIC_REQUEST, msgpack.packb(body)]
     cases = [
-        (req({"v": 1, "rid": 3, "subtree": "x" * 257}), "malformed", 3, "request.subtree"),
-        (req({"v": 1, "rid": 3, "subtree": "a\nb"}), "malformed", 3, "request.subtree"),
+        (req({"v": V, "rid": 3, "subtree": "x" * 257}), "malformed", 3, "request.subtree"),
+        (req({"v": V, "rid": 3, "subtree": "a\nb"}), "malformed", 3, "request.subtree"),
         (req({"v": 9, "rid": 4, "subtree": ""}), "version", 4, "request.v"),
-        (req({"v": 1, "subtree": ""}), "malformed", None, "request.rid: missing"),
-        (req({"v": 1, "rid": "5", "subtree": ""}), "malformed", None, "request.rid"),
-        ([wire.TOPIC_REQUEST, msgpack.packb({"v": 1, "rid": 1, "subtree": "y" * 5000})], "too_large", None,
+        (req({"v": V, "subtree": ""}), "malformed", None, "request.rid: missing"),
+        (req({"v": V, "rid": "5", "subtree": ""}), "malformed", None, "request.rid"),
+        ([wire.TOPIC_REQUEST, msgpack.packb({"v": V, "rid": 1, "subtree": "y" * 5000})], "too_large", None,
          "exceed the limit"),
     ]
     for frames, code, rid, words in cases:
@@ -204,7 +252,7 @@ def test_schema_accepts_every_payload_and_rejects_bad_ones(stream):
     for p in payloads:
         validator.validate(msgpack.unpackb(p))
     for change, field, _ in BAD_DELTA_BODIES:
-        if field == "duplicate" or "box_xyxy" in field and change["ents"][0][3][0] == 2:
+        if "duplicate" in field or "box_xyxy" in field and change["ents"][0][3][0] == 2:
             continue  # cross-field rules (unique ids, x1 <= x2) are beyond JSON Schema; the decoder checks them
         if "nan" in repr(change) or "inf" in repr(change):
             continue  # JSON has no NaN or infinity
@@ -329,10 +377,10 @@ def test_publish_rejects_bad_deltas_and_keeps_its_graph():
 
 def test_oversized_delta_is_not_sent_but_applied():
     cfg = TransportConfig(**ANY, max_message_bytes=65536)
-    ents = {i: Entity(i, "thing", 0.5, (0.0, 0.0, 1.0, 1.0)) for i in range(2000)}
+    ents = {i: Entity(i, "thing", 0.5, (0.0, 0.0, 1.0, 1.0)) for i in range(4000)}
     with GraphPublisher(cfg, EP) as pub:
         pub.publish(diff(empty_graph(EP), SceneGraph(0.1, ents, {}, EP, 1)))
-        assert pub.graph.seq == 1 and len(pub.graph.entities) == 2000
+        assert pub.graph.seq == 1 and len(pub.graph.entities) == 4000
         assert pub.stats().oversized == 1
 
 
