@@ -8,6 +8,7 @@ beyond it), and because the next diff is taken against the *published* graph, er
 from __future__ import annotations
 
 import math
+from typing import Mapping
 
 from engine.types import Entity, GraphDelta, Relation, SceneGraph
 
@@ -55,6 +56,15 @@ def _relation_update(a: Relation, b: Relation, score_tol: float) -> Relation:
     return Relation(b.subject_id, b.predicate, b.object_id, score, unc, b.start_time)
 
 
+def diff_entities(prev: Mapping[int, Entity], cur: Mapping[int, Entity], box_tolerance_px: float = 0.0,
+                  score_tolerance: float = 0.0) -> tuple[tuple[Entity, ...], tuple[int, ...]]:
+    """The entity part of ``diff``: (entities to upsert, ids to remove), both sorted by id."""
+    up = tuple(cur[i] if i not in prev else _entity_update(prev[i], cur[i], box_tolerance_px, score_tolerance)
+               for i in sorted(cur) if i not in prev or _entity_changed(prev[i], cur[i], box_tolerance_px,
+                                                                         score_tolerance))
+    return up, tuple(sorted(i for i in prev if i not in cur))
+
+
 def diff(prev: SceneGraph, cur: SceneGraph, box_tolerance_px: float = 0.0, score_tolerance: float = 0.0) -> GraphDelta:
     """The delta taking ``prev`` to ``cur`` (exactly, when both tolerances are 0).
 
@@ -65,11 +75,7 @@ def diff(prev: SceneGraph, cur: SceneGraph, box_tolerance_px: float = 0.0, score
         raise SequenceError(f"diff across epochs: {prev.epoch!r} -> {cur.epoch!r}")
     if cur.seq != prev.seq + 1:
         raise SequenceError(f"diff needs cur.seq == prev.seq + 1, got {prev.seq} -> {cur.seq}")
-    pe, ce = prev.entities, cur.entities
-    up_e = tuple(ce[i] if i not in pe else _entity_update(pe[i], ce[i], box_tolerance_px, score_tolerance)
-                 for i in sorted(ce) if i not in pe or _entity_changed(pe[i], ce[i], box_tolerance_px,
-                                                                       score_tolerance))
-    rm_e = tuple(sorted(i for i in pe if i not in ce))
+    up_e, rm_e = diff_entities(prev.entities, cur.entities, box_tolerance_px, score_tolerance)
     pr, cr = prev.relations, cur.relations
     up_r = tuple(cr[k] if k not in pr else _relation_update(pr[k], cr[k], score_tolerance)
                  for k in sorted(cr) if k not in pr or _relation_changed(pr[k], cr[k], score_tolerance))
@@ -89,7 +95,8 @@ def apply(graph: SceneGraph, delta: GraphDelta) -> SceneGraph:
         ents.pop(i, None)
     for e in delta.upsert_entities:
         ents[e.id] = e
-    rels = {k: r for k, r in graph.relations.items() if k[0] in ents and k[2] in ents}
+    rels = (dict(graph.relations) if not delta.remove_entity_ids else
+            {k: r for k, r in graph.relations.items() if k[0] in ents and k[2] in ents})
     for k in delta.remove_relations:
         rels.pop(tuple(k), None)
     for r in delta.upsert_relations:

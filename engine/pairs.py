@@ -31,7 +31,9 @@ class PairStore:
     """Fixed-capacity rows of per-pair model state, addressed by (subject id, object id).
 
     window (capacity, L-1, d) float32, window_valid (capacity, L-1) float32, prev_out (capacity, d) float32
-    (the relation model's streaming state, see engine.relation_io); last_seen (capacity,) seconds.
+    (the relation model's streaming state, see engine.relation_io); last_seen (capacity,) seconds;
+    subject_ids / object_ids (capacity,) int64 track ids of each row's pair, -1 for a free row (``keys`` as arrays,
+    so that per-frame graph publishing can stay vectorised).
     A new pair gets a zeroed row; when the store is full, the least recently seen rows not needed now are evicted.
     """
 
@@ -42,6 +44,8 @@ class PairStore:
         self.prev_out = np.zeros((capacity, d_model), np.float32)
         self.last_seen = np.full(capacity, -np.inf)
         self.keys: list[tuple[int, int] | None] = [None] * capacity
+        self.subject_ids = np.full(capacity, -1, np.int64)
+        self.object_ids = np.full(capacity, -1, np.int64)
         self.index: dict[tuple[int, int], int] = {}
         self.free = list(range(capacity - 1, -1, -1))
 
@@ -71,6 +75,7 @@ class PairStore:
             r = self.free.pop()
             self.index[k] = r
             self.keys[r] = k
+            self.subject_ids[r], self.object_ids[r] = k
         rows = np.array([self.index[k] for k in keys], np.int64)
         self.last_seen[rows] = t
         return rows
@@ -83,6 +88,8 @@ class PairStore:
             del self.index[k]
             self.keys[r] = None
             self.free.append(r)
+        self.subject_ids[rows] = -1
+        self.object_ids[rows] = -1
         self.window[rows] = 0
         self.window_valid[rows] = 0
         self.prev_out[rows] = 0

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.config import EngineConfig
-from engine.diff import apply, diff, empty_graph
+from engine.diff import apply, diff_entities, empty_graph
 from engine.features import BoxHistory, pair_features
-from engine.graph import build_graph, quantize_graph
+from engine.graph import entities_from_tracks, quantize_entity
 from engine.pairs import PairStore, select_pairs
+from engine.relation_graph import PublishedRelations
 from engine.relation_filter import STARTED, RelationFilter
 from engine.tracker import Tracker
 from engine.types import Detections, GraphDelta, Relation, SceneGraph, Tracks
@@ -80,6 +81,7 @@ class Engine:
         self.history = BoxHistory(p.max_entities, self.lag)
         self.store = PairStore(p.max_pair_states, window, d_model)
         self.filter = RelationFilter(cfg.filter, p.max_pair_states, max(len(self.predicates), 1))
+        self._pub = PublishedRelations(p.max_pair_states, max(len(self.predicates), 1))
         self.reset()
 
     # ------------------------------------------------------------------------------------------ lifecycle
@@ -90,6 +92,7 @@ class Engine:
         self.store.release(np.arange(self.store.capacity))
         self.filter.reset_rows(np.arange(self.store.capacity))
         self.filter.toggles, self.filter.active_seconds = 0, 0.0
+        self._pub.reset()
         self.epoch = uuid.uuid4().hex[:12]
         self.published = empty_graph(self.epoch)
         self._slot: dict[int, int] = {}          # track id -> BoxHistory slot
@@ -144,14 +147,21 @@ class Engine:
         entities = self._entities(tracks, t)
         slots = self._slots_for(tracks.ids)
         self.history.push(slots, tracks.boxes_xyxy, t)
-        relations, n_pairs, ch = self._relations(tracks, slots, t, tm)
+        self._observed_rows = np.zeros(0, np.int64)  # rows the filter updates in this frame
+        n_pairs, ch = self._relations(tracks, slots, t, tm)
         changes += ch
 
         c5 = time.perf_counter()
         # on the wire's fixed-point grid, so that every subscriber holds exactly the graph published here
-        cur = quantize_graph(build_graph(entities, self.objects, relations, t, epoch=self.epoch,
-                                         seq=self.published.seq + 1, first_seen=self._first_seen))
-        delta = diff(self.published, cur, self.cfg.graph.box_tolerance_px, self.cfg.graph.score_tolerance)
+        ents = {i: quantize_entity(e) for i, e in entities_from_tracks(entities, self.objects, self._first_seen,
+                                                                        t).items()}
+        g = self.cfg.graph
+        up_e, rm_e = diff_entities(self.published.entities, ents, g.box_tolerance_px, g.score_tolerance)
+        up_r, rm_r = self._pub.delta(self.store.subject_ids, self.store.object_ids, self.filter.active,
+                                     self.filter.smoothed, self.filter.start_time,
+                                     np.fromiter(ents, np.int64, len(ents)), self.predicates.names,
+                                     g.score_tolerance, observed_rows=self._observed_rows)
+        delta = GraphDelta(self.epoch, self.published.seq + 1, float(t), up_e, rm_e, up_r, rm_r)
         self.published = apply(self.published, delta)
         tm["graph"] = (time.perf_counter() - c5) * 1e3
         tm["total"] = (time.perf_counter() - c0) * 1e3
@@ -210,16 +220,17 @@ class Engine:
         return out
 
     def _relations(self, tracks: Tracks, slots: np.ndarray, t: float, tm: dict):
-        """Score the pairs of tracks observed in this frame, update the filter, return active relations."""
+        """Score the pairs of tracks observed in this frame and update the filter; returns (pairs scored, changes)."""
         c0 = time.perf_counter()
         if self.backend is None or len(tracks) < 2 or self.cfg.pairs.max_pairs == 0:
             tm.update(pairs=0.0, features=0.0, model=0.0, filter=0.0)
-            return self._active_relations(), 0, []
+            return 0, []
         si, oi = select_pairs(tracks.boxes_xyxy, self.cfg.pairs.max_pairs)
         evicted = self.store.rows_to_evict(tracks.ids[si], tracks.ids[oi])
         changes = self._changes(self.filter.end_rows(evicted, t)) if len(evicted) else []
         self.store.release(evicted)
         rows = self.store.rows_for(tracks.ids[si], tracks.ids[oi], t)
+        self._observed_rows = rows
         c1 = time.perf_counter()
         past, dt = self.history.past(slots, t)
         b = tracks.boxes_xyxy
@@ -233,9 +244,11 @@ class Engine:
         changes += self._changes(self.filter.update(rows, scores, t))
         c4 = time.perf_counter()
         tm.update(pairs=(c1 - c0) * 1e3, features=(c2 - c1) * 1e3, model=(c3 - c2) * 1e3, filter=(c4 - c3) * 1e3)
-        return self._active_relations(), len(rows), changes
+        return len(rows), changes
 
-    def _active_relations(self) -> list[Relation]:
+    def current_relations(self) -> list[Relation]:
+        """Every relation the filter holds active now (unquantised, including pairs whose entity is not in the
+        published graph): what ``step`` publishes from, within the graph tolerances. For tests and tools; O(relations)."""
         out = []
         act = self.filter.active
         rows = np.flatnonzero(act.any(1))  # 15x cheaper than a 2-D nonzero over all (max_pair_states, C) cells

@@ -3,11 +3,13 @@ import numpy as np
 import pytest
 
 from engine.backends import load_relation_backend
-from engine.config import EngineConfig, FilterConfig, PairsConfig, RelationBackendConfig, TrackerConfig
-from engine.diff import apply, empty_graph
+from engine.config import (EngineConfig, FilterConfig, GraphConfig, PairsConfig, RelationBackendConfig,
+                           TrackerConfig)
+from engine.diff import apply, diff, empty_graph
+from engine.graph import quantize_relation
 from engine.graph_json import graph_to_dict
 from engine.runtime import Engine
-from engine.types import Detections
+from engine.types import Detections, SceneGraph
 from engine.vocab import Vocabulary, builtin
 
 
@@ -186,3 +188,27 @@ def test_100k_frame_stream_with_model_keeps_pair_and_filter_state_bounded(backen
     assert _state_bytes(eng) == bytes0
     assert peak["pair_states"] == cfg.pairs.max_pair_states  # the store filled up and had to evict
     assert peak["relations"] > 0 and eng.tracker.state_sizes()["next_id"] > 5_000
+
+
+@pytest.mark.parametrize("box_tol, score_tol", [(0.0, 0.0), (2.0, 0.05)])
+def test_published_relations_equal_the_reference_diff(backend, objects, score_quantiles, box_tol, score_tol):
+    """The engine publishes relations from arrays (engine.relation_graph); every frame its relation delta must be
+    what diff() gives for the full graph built from the filter's active relations, evictions and churn included."""
+    cfg = filtered_cfg(score_quantiles, tracker=TrackerConfig(max_age=3),
+                       pairs=PairsConfig(max_pairs=12, max_pair_states=16, max_entities=6),
+                       graph=GraphConfig(box_tolerance_px=box_tol, score_tolerance=score_tol))
+    eng = Engine(cfg, objects, backend)
+    n_rel = 0
+    for _, t, d in churn(600, max_live=7, seed=3):
+        prev = eng.published
+        res = eng.step(d, t)
+        ents = res.graph.entities
+        rels = {r.key: quantize_relation(r) for r in eng.current_relations()
+                if r.subject_id in ents and r.object_id in ents}
+        ref = diff(prev, SceneGraph(t, ents, rels, eng.epoch, prev.seq + 1), box_tol, score_tol)
+        assert res.delta.upsert_relations == ref.upsert_relations
+        assert res.delta.remove_relations == ref.remove_relations
+        assert set(res.graph.relations) == set(rels)
+        n_rel += len(res.graph.relations)
+    assert n_rel > 100, "too few relations to test anything"
+    assert len(eng._pub) == len(eng.published.relations)
