@@ -67,8 +67,8 @@ def write_model_card(path: str | Path, meta: CheckpointMeta, info: ModelInfo, fi
         f"- Optimiser: AdamW lr {o['lr']}, weight decay {o['weight_decay']}, {o['epochs']} epochs, "
         f"{o['videos_per_step']} clips of {o['clip_len']} frames per step, seed {cfg['run']['seed']}.",
         f"- Selected checkpoint: epoch {meta.epoch} (step {meta.step}), best validation mean recall@"
-        f"{cfg['run']['eval_k']}." + (f" Training took {train_s / 60:.1f} min on the project's 2-core CPU "
-                                      "machine." if train_s else ""),
+        f"{cfg['run']['eval_k']}." + (f" It was reached after {train_s / 60:.1f} min of training on the "
+                                      "project's 2-core CPU machine." if train_s else ""),
         f"- Vocabularies: {len(info.objects)} object categories, {len(info.predicates)} predicates (VidVRD).",
         "",
         "Reproduce: `make default-model` (trains the `default` preset, then runs `vsgg release`).",

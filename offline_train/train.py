@@ -83,6 +83,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         if state is not None:
             opt.load_state_dict(state)
         start_epoch, step, meta.history = old.epoch, old.step, old.history
+        # time_s stays the run's cumulative wall time (this process's data generation included)
+        t0 -= old.history[-1].get("time_s", 0.0) if old.history else 0.0
         best = max((h.get(f"mean_recall@{cfg.run.eval_k}", -1.0) for h in old.history), default=-1.0)
         print(f"resuming from {out / 'last'} at epoch {start_epoch}")
 

@@ -33,6 +33,7 @@ def test_resume_continues_the_same_run(tiny_run, tmp_path):
     h_old = json.loads((out / "history.json").read_text())
     h_new = json.loads((run2 / "history.json").read_text())
     assert len(h_new) == 3 and h_new[:2] == h_old
+    assert h_new[2]["time_s"] > h_old[1]["time_s"]  # cumulative over the resume: the model card's training time
 
 
 def test_resume_refuses_other_config(tiny_run, tmp_path):
