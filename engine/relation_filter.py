@@ -29,7 +29,8 @@ STARTED, UPDATED, ENDED = "started", "updated", "ended"
 
 @dataclass(frozen=True)
 class RelationEvent:
-    """kind: 'started' | 'ended'. row: pair-store row; predicate: index; t: event time (s); start_time (s);
+    """kind: 'started' | 'ended' ('updated' comes from the engine, when a held relation's published score moves).
+    row: pair-store row; predicate: index; t: event time (s); start_time (s);
     score: smoothed score at the event."""
 
     kind: str

@@ -22,7 +22,7 @@ class RunReport:
         self.stage_ms: dict[str, list[float]] = {s: [] for s in (*STAGES, "total")}
         self.max_frames_kept = 200_000  # a day-long run keeps at most this many samples per stage
         self.entities = self.relations = 0
-        self.changes = {"started": 0, "ended": 0}
+        self.changes = {"started": 0, "updated": 0, "ended": 0}
 
     def add(self, res) -> None:
         self.frames += 1
@@ -57,6 +57,7 @@ class RunReport:
                 out[f"{k}_ms_median"] = round(float(np.median(v)), 3)
                 out[f"{k}_ms_p95"] = round(float(np.percentile(v, 95)), 3)
         out["relations_started"], out["relations_ended"] = self.changes["started"], self.changes["ended"]
+        out["relations_updated"] = self.changes["updated"]
         return out
 
     def summary(self, engine=None) -> str:

@@ -7,6 +7,7 @@ track is dropped when the tracker removes it.
 """
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from engine.features import BoxHistory, pair_features
 from engine.graph import entities_from_tracks, quantize_entity
 from engine.pairs import PairStore, select_pairs
 from engine.relation_graph import PublishedRelations
-from engine.relation_filter import STARTED, RelationFilter
+from engine.relation_filter import UPDATED, RelationFilter
 from engine.tracker import Tracker
 from engine.types import Detections, GraphDelta, Relation, SceneGraph, Tracks
 from engine.vocab import Vocabulary
@@ -29,7 +30,9 @@ STAGES = ("detector", "tracker", "pairs", "features", "model", "filter", "graph"
 
 @dataclass(frozen=True)
 class RelationChange:
-    """A relation lifecycle event: kind 'started' or 'ended', at time t (s), with its start time and score."""
+    """A relation lifecycle event at time t (s), with its start time (s) and score: kind 'started', 'updated' (a
+    held relation's published score or uncertainty moved beyond the graph's score tolerance) or 'ended'.
+    uncertainty: NaN when the model gives none."""
 
     kind: str
     subject_id: int
@@ -38,6 +41,7 @@ class RelationChange:
     t: float
     start_time: float
     score: float
+    uncertainty: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,9 @@ class Engine:
                                      np.fromiter(ents, np.int64, len(ents)), self.predicates.names,
                                      g.score_tolerance, observed_rows=self._observed_rows)
         delta = GraphDelta(self.epoch, self.published.seq + 1, float(t), up_e, rm_e, up_r, rm_r)
+        held = self.published.relations
+        changes += [RelationChange(UPDATED, r.subject_id, r.predicate, r.object_id, float(t), r.start_time, r.score,
+                                   r.uncertainty) for r in up_r if r.key in held]
         self.published = apply(self.published, delta)
         tm["graph"] = (time.perf_counter() - c5) * 1e3
         tm["total"] = (time.perf_counter() - c0) * 1e3

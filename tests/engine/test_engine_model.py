@@ -179,7 +179,7 @@ def test_100k_frame_stream_with_model_keeps_pair_and_filter_state_bounded(backen
     balance, peak = 0, {}
     for f, t, d in churn(100_000, seed=1):
         res = eng.step(d, t)
-        balance += sum(1 if c.kind == "started" else -1 for c in res.changes)
+        balance += sum(c.kind == "started" for c in res.changes) - sum(c.kind == "ended" for c in res.changes)
         if f % 200 == 0:
             for k, v in _check_bounded(eng, cfg).items():
                 peak[k] = max(peak.get(k, 0), v)
@@ -198,7 +198,7 @@ def test_published_relations_equal_the_reference_diff(backend, objects, score_qu
                        pairs=PairsConfig(max_pairs=12, max_pair_states=16, max_entities=6),
                        graph=GraphConfig(box_tolerance_px=box_tol, score_tolerance=score_tol))
     eng = Engine(cfg, objects, backend)
-    n_rel = 0
+    n_rel = n_upd = 0
     for _, t, d in churn(600, max_live=7, seed=3):
         prev = eng.published
         res = eng.step(d, t)
@@ -209,6 +209,10 @@ def test_published_relations_equal_the_reference_diff(backend, objects, score_qu
         assert res.delta.upsert_relations == ref.upsert_relations
         assert res.delta.remove_relations == ref.remove_relations
         assert set(res.graph.relations) == set(rels)
+        updated = {(c.subject_id, c.predicate, c.object_id): c.score for c in res.changes if c.kind == "updated"}
+        assert updated == {r.key: r.score for r in res.delta.upsert_relations if r.key in prev.relations}
+        n_upd += len(updated)
         n_rel += len(res.graph.relations)
     assert n_rel > 100, "too few relations to test anything"
+    assert n_upd > 10 or score_tol > 0, "no updates"  # the random model's scores rarely move by 0.05
     assert len(eng._pub) == len(eng.published.relations)

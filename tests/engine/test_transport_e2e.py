@@ -182,6 +182,37 @@ def test_engine_restart_is_detected_through_the_epoch(tmp_path):
             second.kill()
 
 
+def test_silent_service_makes_the_subscriber_reconnect_and_resync(tmp_path):
+    """A publisher killed outright (no goodbye, heartbeats stop): after heartbeat_timeout_s the subscriber drops its
+    sockets, reconnects, and syncs to whatever serves the endpoints next."""
+    ports = dict(pub_endpoint=f"tcp://127.0.0.1:{free_port()}", snapshot_endpoint=f"tcp://127.0.0.1:{free_port()}",
+                 heartbeat_s=HB)
+    first_epoch, second_epoch = new_epoch() + "-a", new_epoch() + "-b"
+    feed = FeedProcess(tmp_path, first_epoch, seed=8, n=40, cfg=ports)
+    sub, rec = subscriber(feed, heartbeat_timeout_s=0.8)
+    second = None
+    try:
+        with sub:
+            sub.start()
+            assert sub.wait_for(lambda s: s.synced, 10)
+            feed.go.set()
+            assert sub.wait_for(lambda s: s.graph.seq == 40, 10)
+            feed.kill()  # SIGKILL: the service goes silent
+            assert sub.wait_for(lambda s: s.stats().reconnects >= 1, 5), sub.stats()
+            assert sub.graph == feed.graphs[40]  # what it held is kept while nothing serves
+            second = FeedProcess(tmp_path, second_epoch, seed=9, n=40, cfg=ports)
+            second.go.set()
+            assert sub.wait_for(lambda s: s.graph.epoch == second_epoch and s.graph.seq == 40 and s.synced, 15), \
+                sub.stats()
+            assert sub.graph == second.graphs[40]
+            check_events(rec.events, {first_epoch: feed.graphs, second_epoch: second.graphs})
+            second.finish()
+    finally:
+        feed.kill()
+        if second is not None:
+            second.kill()
+
+
 # ---------------------------------------------------------------------------- service robustness (in process)
 
 
