@@ -93,5 +93,5 @@ def run(args) -> int:
     print(f"watcher received {len(changes)} graph changes; last lines of {watch_log}:")
     for ln in lines[-6:]:
         print(f"  {ln}")
-    print(f"delta log: {out / 'deltas.jsonl'}")
+    print(f"delta log: {out / 'deltas.jsonl'}; overlay video: {out / 'overlay.mp4'}")
     return rc

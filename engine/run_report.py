@@ -63,7 +63,7 @@ class RunReport:
     def summary(self, engine=None) -> str:
         f = self.figures()
         lines = [f"{f['frames']} frames in {f['wall_s']:.2f} s ({f['fps']:.1f} fps); relations started "
-                 f"{f['relations_started']}, ended {f['relations_ended']}",
+                 f"{f['relations_started']}, updated {f['relations_updated']}, ended {f['relations_ended']}",
                  "stage        median ms    p95 ms"]
         for k in (*STAGES, "total"):
             if f"{k}_ms_median" in f:
