@@ -255,7 +255,8 @@ class Engine:
 
     def current_relations(self) -> list[Relation]:
         """Every relation the filter holds active now (unquantised, including pairs whose entity is not in the
-        published graph): what ``step`` publishes from, within the graph tolerances. For tests and tools; O(relations)."""
+        published graph): what ``step`` publishes from, within the graph tolerances. For tests and tools;
+        O(relations)."""
         out = []
         act = self.filter.active
         rows = np.flatnonzero(act.any(1))  # 15x cheaper than a 2-D nonzero over all (max_pair_states, C) cells

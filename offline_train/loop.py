@@ -42,9 +42,10 @@ def train_one_epoch(model, clips: list[VideoClip], optimizer, rng: np.random.Gen
         batch = [clips[i] for i in order[b:b + videos_per_step]]
         for c in batch:
             start = int(rng.integers(0, max(1, c.num_frames - clip_len + 1)))
+            start = _crop_with_pairs(c, start, clip_len)
+            if start is None:
+                continue  # no frame of this video has two entities at once: nothing to learn from
             feats, sl, ol, present, targets = clip_tensors(c.crop(start, clip_len))
-            if not present.any():
-                continue
             losses = relation_loss(model.forward_clip(feats, sl, ol, present), targets, present, groups, pos_weight)
             (losses["loss"] / len(batch)).backward()
             for k, v in losses.items():
@@ -55,7 +56,25 @@ def train_one_epoch(model, clips: list[VideoClip], optimizer, rng: np.random.Gen
         step += 1
         if n:
             bar.set_postfix(loss=f"{sums['loss'] / n:.4f}")
-    return {k: v / max(n, 1) for k, v in sums.items()}, step
+    if n == 0:
+        raise ValueError(f"epoch {epoch}: none of the {len(clips)} training videos has a frame where two entities are "
+                         "present together, so there is no pair to train on (check the dataset's boxes and splits)")
+    return {k: v / n for k, v in sums.items()}, step
+
+
+def _crop_with_pairs(c: VideoClip, start: int, clip_len: int) -> int | None:
+    """``start`` if the crop [start, start + clip_len) holds a frame with a present pair; else the start of the
+    crop centred on the nearest such frame (deterministic: the random stream, hence seeded runs, is unchanged);
+    None when the video has no such frame. Videos where entities rarely co-occur (real annotations) would otherwise
+    lose most of their crops."""
+    has = c.present.any(1)
+    if has[start:start + clip_len].any():
+        return start
+    frames = np.flatnonzero(has)
+    if len(frames) == 0:
+        return None
+    f = int(frames[np.argmin(np.abs(frames - start))])
+    return int(np.clip(f - clip_len // 2, 0, max(0, c.num_frames - clip_len)))
 
 
 @torch.no_grad()
