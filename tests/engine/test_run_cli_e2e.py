@@ -29,8 +29,9 @@ def two_free_ports() -> int:
     raise RuntimeError("no two adjacent free ports")
 
 
-def replay_jsonl(path: Path) -> dict:
-    """Apply the logged delta dicts in order to an empty graph dict (graph_json layout); checks the seq chain."""
+def replay_jsonl(path: Path, states: dict | None = None) -> dict:
+    """Apply the logged delta dicts in order to an empty graph dict (graph_json layout); checks the seq chain.
+    ``states``, when given, receives the graph dict after every seq."""
     ents, rels, last = {}, {}, None
     for line in path.read_text().splitlines():
         d = json.loads(line)
@@ -45,6 +46,12 @@ def replay_jsonl(path: Path) -> dict:
         for r in d["upsert_relations"]:
             rels[(r["subject_id"], r["predicate"], r["object_id"])] = r
         last = d
+        if states is not None:
+            states[d["seq"]] = _state(last, ents, rels)
+    return _state(last, ents, rels)
+
+
+def _state(last, ents, rels) -> dict:
     return {"epoch": last["epoch"], "seq": last["seq"], "t": last["t"],
             "entities": [ents[i] for i in sorted(ents)], "relations": [rels[k] for k in sorted(rels)]}
 
@@ -58,6 +65,8 @@ def test_vsgg_run_subscriber_ends_at_the_jsonl_graph(random_model_dir, tmp_path)
            "filter.enter=0.123", "filter.exit=0.12", "filter.min_duration_s=0.1"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sub = GraphSubscriber(f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}", heartbeat_timeout_s=5.0)
+    seen = []
+    sub.on_change(lambda ev: seen.append(graph_to_dict(ev.graph)))
     try:
         sub.start()
         reached = sub.wait_for(lambda s: s.graph.seq >= TUD_FRAMES, timeout_s=60)
@@ -69,7 +78,10 @@ def test_vsgg_run_subscriber_ends_at_the_jsonl_graph(random_model_dir, tmp_path)
             proc.communicate()
     assert proc.returncode == 0, err
     assert reached, f"subscriber stopped at seq {sub.graph.seq}; stats {sub.stats()}"
-    want = replay_jsonl(log)
+    states = {}
+    want = replay_jsonl(log, states)
+    # every graph the subscriber exposed, after its snapshot and after each delta, is the engine's at that seq
+    assert len(seen) > 10 and all(g == states[g["seq"]] for g in seen if g["seq"] > 0)
     assert want["seq"] == TUD_FRAMES and want["entities"] and want["relations"]
     assert graph_to_dict(sub.graph) == want
     assert sub.stats().deltas_applied > 0  # it followed the live stream, not only a final snapshot
