@@ -55,3 +55,23 @@ def test_unwritable_path_is_a_clear_error(tmp_path):
     (tmp_path / "dir.mp4").mkdir()
     with pytest.raises(ValueError, match="overlay"):
         OverlayWriter(tmp_path / "dir.mp4", (320, 240), 10.0)
+
+
+def test_track_ids_and_relation_edges_are_drawn(tmp_path):
+    g = graph(0.0)
+    bare = SceneGraph(t=0.0, entities=g.entities, epoch="E")  # same boxes, no relations
+    path = tmp_path / "o.mp4"
+    with OverlayWriter(path, (320, 240), 10.0, max_edge_labels=0) as w:
+        w.write(g)
+        w.write(bare)
+    with_rel, without = (f.astype(int) for f in read_frames(path))
+    # the id + label text sits above the person's box (top edge y=40)
+    assert np.abs(without[26:36, 20:80] - 32).max() > 60
+    # the 1 -> 2 arrow runs from the person's centre (50, 120) to the dog's (240, 160), shifted 6 px sideways;
+    # look three quarters of the way along it (past its label), where nothing else is drawn
+    a, b = np.array([50.0, 120.0]), np.array([240.0, 160.0])
+    d = b - a
+    n = np.array([-d[1], d[0]]) / np.hypot(*d) * 6.0
+    x, y = (a + 0.75 * d + n).astype(int)
+    assert np.abs(with_rel[y - 2:y + 3, x - 2:x + 3] - 32).max() > 40
+    assert np.abs(without[y - 2:y + 3, x - 2:x + 3] - 32).max() < 20
