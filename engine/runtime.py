@@ -151,8 +151,7 @@ class Engine:
         entities = self._entities(tracks, t)
         slots = self._slots_for(tracks.ids)
         self.history.push(slots, tracks.boxes_xyxy, t)
-        self._observed_rows = np.zeros(0, np.int64)  # rows the filter updates in this frame
-        n_pairs, ch = self._relations(tracks, slots, t, tm)
+        observed, ch = self._relations(tracks, slots, t, tm)
         changes += ch
 
         c5 = time.perf_counter()
@@ -164,7 +163,7 @@ class Engine:
         up_r, rm_r = self._pub.delta(self.store.subject_ids, self.store.object_ids, self.filter.active,
                                      self.filter.smoothed, self.filter.start_time,
                                      np.fromiter(ents, np.int64, len(ents)), self.predicates.names,
-                                     g.score_tolerance, observed_rows=self._observed_rows)
+                                     g.score_tolerance, observed_rows=observed)
         delta = GraphDelta(self.epoch, self.published.seq + 1, float(t), up_e, rm_e, up_r, rm_r)
         held = self.published.relations
         changes += [RelationChange(UPDATED, r.subject_id, r.predicate, r.object_id, float(t), r.start_time, r.score,
@@ -172,7 +171,7 @@ class Engine:
         self.published = apply(self.published, delta)
         tm["graph"] = (time.perf_counter() - c5) * 1e3
         tm["total"] = (time.perf_counter() - c0) * 1e3
-        return StepResult(delta, self.published, tuple(changes), tm, n_pairs)
+        return StepResult(delta, self.published, tuple(changes), tm, len(observed))
 
     # ------------------------------------------------------------------------------------------ internals
     def _forget_dead_tracks(self, t: float) -> list[RelationChange]:
@@ -227,17 +226,17 @@ class Engine:
         return out
 
     def _relations(self, tracks: Tracks, slots: np.ndarray, t: float, tm: dict):
-        """Score the pairs of tracks observed in this frame and update the filter; returns (pairs scored, changes)."""
+        """Score the pairs of tracks observed in this frame and update the filter; returns (their pair-store rows,
+        lifecycle changes)."""
         c0 = time.perf_counter()
         if self.backend is None or len(tracks) < 2 or self.cfg.pairs.max_pairs == 0:
             tm.update(pairs=0.0, features=0.0, model=0.0, filter=0.0)
-            return 0, []
+            return np.zeros(0, np.int64), []
         si, oi = select_pairs(tracks.boxes_xyxy, self.cfg.pairs.max_pairs)
         evicted = self.store.rows_to_evict(tracks.ids[si], tracks.ids[oi])
         changes = self._changes(self.filter.end_rows(evicted, t)) if len(evicted) else []
         self.store.release(evicted)
         rows = self.store.rows_for(tracks.ids[si], tracks.ids[oi], t)
-        self._observed_rows = rows
         c1 = time.perf_counter()
         past, dt = self.history.past(slots, t)
         b = tracks.boxes_xyxy
@@ -251,7 +250,7 @@ class Engine:
         changes += self._changes(self.filter.update(rows, scores, t))
         c4 = time.perf_counter()
         tm.update(pairs=(c1 - c0) * 1e3, features=(c2 - c1) * 1e3, model=(c3 - c2) * 1e3, filter=(c4 - c3) * 1e3)
-        return len(rows), changes
+        return rows, changes
 
     def current_relations(self) -> list[Relation]:
         """Every relation the filter holds active now (unquantised, including pairs whose entity is not in the

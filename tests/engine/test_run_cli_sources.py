@@ -1,5 +1,6 @@
 """`vsgg run` on every file source kind, with the live status line, the final summary and the overlay: the VidOR
 fixture (vidvrd:), the synthetic world (synthetic:), and a video file through an ONNX detector (video:)."""
+import json
 import re
 from pathlib import Path
 
@@ -72,7 +73,6 @@ def test_video_source_through_an_onnx_detector(tmp_path, capsys):
     out, _ = capsys.readouterr()
     assert rc == 0 and "30 frames in" in out
     assert frame_count(tmp_path / "o.mp4") == 30
-    import json
     last = [json.loads(line) for line in jsonl.read_text().splitlines()]
     ents = {}
     for d in last:
