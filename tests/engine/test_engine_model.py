@@ -145,7 +145,8 @@ def _check_bounded(eng: Engine, cfg: EngineConfig) -> dict:
 
 def _state_bytes(eng: Engine) -> int:
     arrays = (eng.store.window, eng.store.window_valid, eng.store.prev_out, eng.filter.smoothed, eng.filter.active,
-              eng.filter.pending_since, eng.filter.start_time, eng.filter.last_t)
+              eng.filter.pending_since, eng.filter.start_time, eng.filter.last_t, eng.store.subject_ids,
+              eng.store.object_ids, eng._pub.score, eng._pub.start, eng._pub.subject_ids, eng._pub.object_ids)
     return sum(a.nbytes for a in arrays) + eng.tracker.state_sizes()["state_bytes"]
 
 
@@ -185,6 +186,7 @@ def test_100k_frame_stream_with_model_keeps_pair_and_filter_state_bounded(backen
                 peak[k] = max(peak.get(k, 0), v)
             # every relation that started and has not ended is still active in the filter: no silent drops
             assert balance == int(eng.filter.active.sum())
+            assert len(eng._pub) == len(eng.published.relations)  # published state tracks the graph exactly
     assert _state_bytes(eng) == bytes0
     assert peak["pair_states"] == cfg.pairs.max_pair_states  # the store filled up and had to evict
     assert peak["relations"] > 0 and eng.tracker.state_sizes()["next_id"] > 5_000
