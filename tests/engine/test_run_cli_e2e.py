@@ -1,32 +1,17 @@
 """`vsgg run` end to end: the engine with an exported relation model in a subprocess publishing over ZeroMQ, a
 GraphSubscriber in this process, and the --jsonl delta log; both must end at the same graph."""
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from engine.demo_cli import _free_port_pair
 from engine.graph_json import graph_to_dict
 from engine.transport import GraphSubscriber
 
 ROOT = Path(__file__).resolve().parents[2]
 TUD = ROOT / "tests" / "data" / "mot15" / "TUD-Campus" / "det.txt"
 TUD_FRAMES = 71  # seqinfo.ini seqLength: one delta per frame
-
-
-def two_free_ports() -> int:
-    """A port p with p and p + 1 free (vsgg run serves snapshots on port + 1)."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            p = a.getsockname()[1]
-            try:
-                with socket.socket() as b:
-                    b.bind(("127.0.0.1", p + 1))
-            except OSError:
-                continue
-            return p
-    raise RuntimeError("no two adjacent free ports")
 
 
 def replay_jsonl(path: Path, states: dict | None = None) -> dict:
@@ -57,7 +42,7 @@ def _state(last, ents, rels) -> dict:
 
 
 def test_vsgg_run_subscriber_ends_at_the_jsonl_graph(random_model_dir, tmp_path):
-    port = two_free_ports()
+    port = _free_port_pair()  # vsgg run serves snapshots on port + 1
     log = tmp_path / "deltas.jsonl"
     # thresholds inside the random model's narrow score band, so relations start and end on the wire too
     cmd = [sys.executable, "-m", "engine.cli", "run", "--source", f"mot:{TUD}", "--model", str(random_model_dir),
