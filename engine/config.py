@@ -77,7 +77,7 @@ class GraphConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """ONNX object detector in the common YOLO export layout (engine.detector.OnnxDetector). Units: pixels.
+    """ONNX object detector in the common YOLO export layout (engine.detect.detector.OnnxDetector). Units: pixels.
 
     An empty ``model_path`` is a valid config (external detections need no detector); building an OnnxDetector
     from it raises. ``providers`` are tried in order: "cpu", "cuda", "tensorrt" or a full onnxruntime name such as
@@ -118,7 +118,7 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class FilterConfig:
-    """Relation smoothing with hysteresis (see engine.relation_filter). Times in seconds, scores in [0, 1]."""
+    """Relation smoothing with hysteresis (see engine.relate.relation_filter). Times in seconds, scores in [0, 1]."""
 
     tau_s: float = 0.3            # EMA time constant; 0 = no smoothing
     enter: float = 0.6            # smoothed score at or above which a relation may start

@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 #: Modules that define ``@njit(cache=True)`` kernels of the engine (their sources make up the cache digest).
-KERNEL_MODULES = ("engine.boxes", "engine.kalman", "engine.assign", "engine.tracker")
+KERNEL_MODULES = ("engine.boxes", "engine.track.kalman", "engine.track.assign", "engine.track.tracker")
 
 
 def kernel_source_digest() -> str:

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.config import EngineConfig
-from engine.diff import apply, diff_entities, empty_graph
-from engine.features import BoxHistory, pair_features
-from engine.graph import entities_from_tracks, quantize_entity
-from engine.pairs import PairStore, select_pairs
-from engine.relation_graph import PublishedRelations
-from engine.relation_filter import UPDATED, RelationFilter
-from engine.tracker import Tracker
+from engine.graph.diff import apply, diff_entities, empty_graph
+from engine.relate.features import BoxHistory, pair_features
+from engine.graph.build import entities_from_tracks, quantize_entity
+from engine.relate.pairs import PairStore, select_pairs
+from engine.graph.published import PublishedRelations
+from engine.relate.relation_filter import UPDATED, RelationFilter
+from engine.track.tracker import Tracker
 from engine.types import Detections, GraphDelta, Relation, SceneGraph, Tracks
 from engine.vocab import Vocabulary
 
@@ -59,7 +59,7 @@ class Engine:
     """Frames or detections in, incremental scene graph out.
 
     backend: a RelationBackend (engine.backends) or None for a tracker-only graph (entities, no relations).
-    detector: an OnnxDetector (engine.detector) or None when the caller passes Detections.
+    detector: an OnnxDetector (engine.detect.detector) or None when the caller passes Detections.
     objects: the object vocabulary of detection labels; must equal the relation model's when a backend is given.
     """
 

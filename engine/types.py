@@ -11,7 +11,7 @@ Conventions used everywhere in vsgg:
 
 Hot-path containers (``Detections``, ``Tracks``) are structs of arrays; graph-level containers (``Entity``,
 ``Relation``, ``SceneGraph``, ``GraphDelta``) are small frozen Python objects that compare by value, which is
-what the incremental protocol (``engine.diff``) needs.
+what the incremental protocol (``engine.graph.diff``) needs.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.relation_io import ModelInfo
+from engine.relate.relation_io import ModelInfo
 from offline_train.checkpoint import CheckpointMeta
 
 _COLS = ("P@1", "P@5", "P@10", "mR@50", "mAP", "R@50", "R@100")

@@ -44,7 +44,7 @@ def add_parser(parser: argparse.ArgumentParser):
 def heldout_videos(train_config: dict, n: int, out_dir: Path) -> list[Path]:
     """Write ``n`` synthetic videos of the training world, split 'test', as VidVRD JSON files; return their paths."""
     from engine.config import from_dict
-    from engine.vidvrd import save_vidvrd
+    from engine.io.vidvrd import save_vidvrd
     from offline_train.config import TrainConfig
     from offline_train.data.registry import load_dataset
 

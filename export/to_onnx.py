@@ -2,7 +2,7 @@
 
 Uses torch's default (dynamo) exporter with ``dynamic_shapes``: the legacy TorchScript exporter bakes the batch
 size into attention reshapes (ENVIRONMENT.md section 2). Tensor names, ranks and dtypes come from
-``engine.relation_io`` (INPUTS / OUTPUTS), the one spec the engine's backends check the file against.
+``engine.relate.relation_io`` (INPUTS / OUTPUTS), the one spec the engine's backends check the file against.
 
 Output: ``relation.onnx`` with the side-car JSON in its ``metadata_props`` (key ``relation_io.METADATA_KEY``) and
 ``relation.json`` next to it (the same JSON plus the file's SHA-256). Both are written atomically (temp + rename),
@@ -22,7 +22,7 @@ import onnx
 import torch
 from torch import nn
 
-from engine.relation_io import (INPUT_NAMES, INPUTS, IO_VERSION, METADATA_KEY, OUTPUT_NAMES, PAIRS, SIDECAR_FORMAT,
+from engine.relate.relation_io import (INPUT_NAMES, INPUTS, IO_VERSION, METADATA_KEY, OUTPUT_NAMES, PAIRS, SIDECAR_FORMAT,
                                 SIDECAR_VERSION, ModelInfo, encode_array, metadata_json, read_model_info,
                                 sha256_file, sidecar_path)
 from offline_train.checkpoint import CheckpointMeta

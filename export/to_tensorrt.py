@@ -19,7 +19,7 @@ from pathlib import Path
 
 from engine.backends.cuda_driver import CudaDriver
 from engine.backends.trt import import_tensorrt
-from engine.relation_io import INPUTS, PAIRS, ModelInfo, read_model_info, sha256_file, sidecar_path
+from engine.relate.relation_io import INPUTS, PAIRS, ModelInfo, read_model_info, sha256_file, sidecar_path
 
 log = logging.getLogger(__name__)
 

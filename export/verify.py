@@ -17,8 +17,8 @@ import torch
 
 from engine.backends.base import RelationBackend, RelationInputs, RelationState
 from engine.config import to_dict
-from engine.features import FEATURE_VERSION, NUM_FEATURES
-from engine.relation_io import OUTPUT_NAMES
+from engine.relate.features import FEATURE_VERSION, NUM_FEATURES
+from engine.relate.relation_io import OUTPUT_NAMES
 from engine.vocab import builtin
 from offline_train.checkpoint import CheckpointMeta, save_checkpoint
 from offline_train.models import MODEL_VERSION, ModelConfig, build_model

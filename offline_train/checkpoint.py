@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from engine.features import FEATURE_VERSION, NUM_FEATURES
+from engine.relate.features import FEATURE_VERSION, NUM_FEATURES
 from engine.vocab import Vocabulary
 
 FORMAT = "vsgg-relation-checkpoint"

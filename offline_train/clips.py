@@ -1,6 +1,6 @@
 """Training tensors of one video: causal pair features, presence, category labels and per-frame predicate targets.
 
-Features come from ``engine.features.video_pair_features`` — the same code the runtime runs on live tracks.
+Features come from ``engine.relate.features.video_pair_features`` — the same code the runtime runs on live tracks.
 """
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.features import video_pair_features
-from engine.vidvrd import VideoAnnotation, frame_labels
+from engine.relate.features import video_pair_features
+from engine.io.vidvrd import VideoAnnotation, frame_labels
 from engine.vocab import Vocabulary
 
 

@@ -38,7 +38,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    feature_lag: int = 5         # observations back for motion features (engine.features.BoxHistory lag)
+    feature_lag: int = 5         # observations back for motion features (engine.relate.features.BoxHistory lag)
 
 
 # Named variants are data (house style 7). Values are overrides on top of the dataclass defaults.

@@ -21,7 +21,7 @@ def load_backend_stepper(path: str | Path, backend: str = "auto"):
     """LoadedModel (offline_train.eval_run) for a .onnx / .engine file or a directory holding relation.onnx.
 
     Pair counts above the backend's max_pairs are scored in chunks, so long videos with many entities still run.
-    Raises engine.relation_io.ModelFileError for a missing or mismatched model file or side-car.
+    Raises engine.relate.relation_io.ModelFileError for a missing or mismatched model file or side-car.
     """
     from offline_train.eval_run import LoadedModel, _prior
 

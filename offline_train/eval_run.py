@@ -11,7 +11,7 @@ from tqdm import tqdm
 from engine.vocab import Vocabulary
 from offline_train.data.label_map import LabelMap, remap_annotation
 from offline_train.data.vidvrd_dataset import find_annotation_files
-from engine.vidvrd import load_vidvrd
+from engine.io.vidvrd import load_vidvrd
 from offline_train.evaluate import (MergeConfig, evaluate_videos, frequency_prior_scores, merge_instances,
                                     score_video, write_outputs)
 

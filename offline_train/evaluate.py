@@ -1,7 +1,7 @@
 """Causal PredCls evaluation on VidVRD-format videos: per-frame scores -> relation instances -> official metrics.
 
 Each video is replayed frame by frame through a *stepper* (the torch model's ``forward_step`` or an exported model
-run by ``engine.backends``) exactly as the engine streams: features from ``engine.features`` on the ground-truth
+run by ``engine.backends``) exactly as the engine streams: features from ``engine.relate.features`` on the ground-truth
 trajectories, one state row per ordered pair, advanced only on frames where both objects are present.
 
 Merging (per pair and predicate): frames with score >= ``threshold`` form runs; runs separated by at most
@@ -19,8 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-from engine.features import video_pair_features
-from engine.vidvrd import VideoAnnotation
+from engine.relate.features import video_pair_features
+from engine.io.vidvrd import VideoAnnotation
 from engine.vocab import Vocabulary
 from offline_train.metrics import (RelationDetectionConfig, RelationTaggingConfig, VideoRelation,
                                    evaluate_relation_detection, evaluate_relation_tagging, predictions_to_json,
@@ -109,7 +109,7 @@ def frequency_prior_scores(prior: np.ndarray, ann: VideoAnnotation, labels: np.n
 def frequency_prior(videos: list[VideoAnnotation], objects: Vocabulary, predicates: Vocabulary) -> np.ndarray:
     """(C_obj, C_obj, C_pred) P(predicate holds | subject, object categories) over co-present pair-frames of
     ``videos``; falls back to the marginal over all pairs for category pairs never seen together."""
-    from engine.vidvrd import frame_labels
+    from engine.io.vidvrd import frame_labels
     co = np.zeros((len(objects), len(objects)))
     hits = np.zeros((len(objects), len(objects), len(predicates)))
     for ann in videos:

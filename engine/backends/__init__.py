@@ -1,6 +1,6 @@
 """load_relation_backend(cfg): picks the runtime for the relation model, falling back TensorRT -> ORT-CUDA -> ORT-CPU.
 
-The ONNX model and its side-car are validated first (engine.relation_io.read_model_info); a bad model file is an
+The ONNX model and its side-car are validated first (engine.relate.relation_io.read_model_info); a bad model file is an
 error, never a reason to fall back. Then the chain is tried from ``cfg.backend`` ("auto" = from the top); a step
 that cannot run on this machine (no GPU, no TensorRT, no CUDA provider, an engine built for another TensorRT/GPU
 or from another ONNX file) is skipped, and one log line says which runtime runs and why the others were skipped.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from engine.backends.base import BackendUnavailable, RelationBackend, RelationInputs, RelationState
 from engine.config import RelationBackendConfig
-from engine.relation_io import ModelFileError, ModelInfo, read_model_info
+from engine.relate.relation_io import ModelFileError, ModelInfo, read_model_info
 
 __all__ = ["BackendUnavailable", "RelationBackend", "RelationInputs", "RelationState", "CHAIN",
            "load_relation_backend", "make_backend", "default_engine_path"]

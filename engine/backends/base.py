@@ -1,8 +1,8 @@
 """RelationBackend: the interface every relation-model runtime implements, and the validation of its step inputs.
 
-A backend runs one ``forward_step`` of the relation model (tensor contract in ``engine.relation_io``). It is
+A backend runs one ``forward_step`` of the relation model (tensor contract in ``engine.relate.relation_io``). It is
 stateless apart from its session: the per-pair state goes in and comes out of ``step`` and is stored by the caller
-(``engine.pairs.PairStore``), so one backend can serve any number of streams.
+(``engine.relate.pairs.PairStore``), so one backend can serve any number of streams.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from engine.relation_io import STATE_INPUTS, STEP_INPUTS, ModelInfo
+from engine.relate.relation_io import STATE_INPUTS, STEP_INPUTS, ModelInfo
 
 
 class BackendUnavailable(RuntimeError):

@@ -14,7 +14,7 @@ import logging
 import numpy as np
 
 from engine.backends.base import BackendUnavailable, RelationBackend
-from engine.relation_io import OUTPUT_NAMES, ModelFileError, ModelInfo, check_io_signature, check_metadata
+from engine.relate.relation_io import OUTPUT_NAMES, ModelFileError, ModelInfo, check_io_signature, check_metadata
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def ort_cuda_available() -> bool:
 class OrtRelationBackend(RelationBackend):
     """The relation model in an onnxruntime InferenceSession.
 
-    info: the validated ModelInfo of the file (engine.relation_io.read_model_info).
+    info: the validated ModelInfo of the file (engine.relate.relation_io.read_model_info).
     device: "ort-cpu" or "ort-cuda". threads: CPU intra-op threads (0 = onnxruntime's default, one per core).
     max_pairs: largest P accepted (<= info.max_pairs; 0 = info.max_pairs).
     Raises ModelFileError when onnxruntime cannot load the file or its graph does not match the I/O spec and

@@ -18,7 +18,7 @@ import numpy as np
 
 from engine.backends.base import BackendUnavailable, RelationBackend
 from engine.backends.cuda_driver import CudaDriver, cuda_device_count
-from engine.relation_io import (INPUTS, OUTPUTS, PAIRS, ModelFileError, ModelInfo, check_io_signature,
+from engine.relate.relation_io import (INPUTS, OUTPUTS, PAIRS, ModelFileError, ModelInfo, check_io_signature,
                                 read_model_info)
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ class GraphChanges:
 
 
 def graph_changes(previous: SceneGraph, current: SceneGraph) -> GraphChanges:
-    """Changes taking ``previous`` to ``current``; works across epochs (unlike engine.diff.diff)."""
+    """Changes taking ``previous`` to ``current``; works across epochs (unlike engine.graph.diff.diff)."""
     pe, ce = previous.entities, current.entities
     pr, cr = previous.relations, current.relations
     rk: list[RelationKey] = sorted(set(pr) | set(cr))

@@ -2,7 +2,7 @@
 
 Every check raises ``WireError`` (a ValueError) naming the field by its path in the message, e.g.
 ``delta.ents[3].score``. Items on the wire (fixed point: boxes in 1/BOX_STEPS_PER_PX px, scores and uncertainties
-in 1/SCORE_STEPS, see engine.graph; times float64 seconds):
+in 1/SCORE_STEPS, see engine.graph.build; times float64 seconds):
 
 * entity         ``[id, label, score, [x1, y1, x2, y2], first_seen]`` (box xyxy)
 * relation       ``[subject_id, predicate, object_id, score, uncertainty or nil, start_time]``
@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from engine.graph import BOX_STEPS_PER_PX, SCORE_STEPS, box_steps, score_steps
+from engine.graph.build import BOX_STEPS_PER_PX, SCORE_STEPS, box_steps, score_steps
 from engine.types import Entity, Relation, RelationKey
 
 MAX_EPOCH_LEN = 64

@@ -2,7 +2,7 @@
 
 Threading. ZeroMQ sockets must not be shared between threads, so the publisher has one service thread that owns
 the PUB and ROUTER sockets. The engine thread calls ``publish(delta)``, which checks and encodes the delta,
-applies it to the publisher's graph (``engine.diff.apply``), swaps in the new immutable SceneGraph and queues the
+applies it to the publisher's graph (``engine.graph.diff.apply``), swaps in the new immutable SceneGraph and queues the
 encoded frames over an inproc PAIR socket (bounded by ``queue_size``; when full the delta is dropped and counted,
 and subscribers resync). The service thread sends queued deltas on PUB, answers snapshot requests from the current
 SceneGraph reference (immutable, so reading it without a lock is safe) and sends a heartbeat whenever nothing was
@@ -34,7 +34,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from engine.config import TransportConfig
-from engine.diff import apply, empty_graph
+from engine.graph.diff import apply, empty_graph
 from engine.transport import wire
 from engine.transport.subtree import view
 from engine.types import GraphDelta, SceneGraph
@@ -77,7 +77,7 @@ def load_server_keys(path: str) -> tuple[bytes, bytes]:
 class GraphPublisher:
     """Serve one epoch's scene graph over ZeroMQ. Use as a context manager or call ``close()``.
 
-    ``publish(delta)`` must get deltas of ``epoch`` with seq 1, 2, 3, ... (as engine.diff.diff makes them).
+    ``publish(delta)`` must get deltas of ``epoch`` with seq 1, 2, 3, ... (as engine.graph.diff.diff makes them).
     ``drop_fraction`` is a test hook: that fraction of deltas (random, seeded by ``drop_seed``) is not sent,
     while the graph and seq still advance, so subscribers must detect the gaps and resync.
     """

@@ -28,7 +28,7 @@ from typing import Callable
 import zmq
 import zmq.auth
 
-from engine.diff import SequenceError
+from engine.graph.diff import SequenceError
 from engine.transport import wire
 from engine.transport.events import GraphEvent
 from engine.transport.subtree import MissingEntityError, apply_to_view

@@ -18,7 +18,7 @@ Note that ``e/1`` is also a prefix of ``e/10``: end a prefix with ``/`` (``r/12/
 """
 from __future__ import annotations
 
-from engine.diff import SequenceError, apply
+from engine.graph.diff import SequenceError, apply
 from engine.types import Entity, GraphDelta, Relation, RelationKey, SceneGraph
 
 
@@ -62,7 +62,7 @@ def view(graph: SceneGraph, prefix: str) -> SceneGraph:
 def apply_to_view(current: SceneGraph, delta: GraphDelta, prefix: str) -> SceneGraph:
     """``view(apply(full, delta), prefix)`` computed from ``current = view(full, prefix)`` alone.
 
-    Raises SequenceError on an epoch change, gap or replay (as engine.diff.apply), MissingEntityError when the
+    Raises SequenceError on an epoch change, gap or replay (as engine.graph.diff.apply), MissingEntityError when the
     view needs an entity it does not hold, and ValueError when a relation refers to an entity absent from the graph.
     """
     if not prefix:

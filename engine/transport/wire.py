@@ -13,7 +13,7 @@ fixed point (boxes in 1/10 px, scores and uncertainties in 1/10000 steps, times 
 engine.transport.fields for the forms). A delta says a changed item the receiver already holds in its short form:
 an entity *move* (box change in steps, new score if any) or a relation *score*; that is why deltas only apply to
 the graph at ``seq - 1`` (the Clone pattern's rule anyway), and why ``decode_pub`` returns a ``WireDelta`` that
-``resolve(graph)`` turns into a GraphDelta. A graph whose values sit on the grid (engine.graph.quantize_graph,
+``resolve(graph)`` turns into a GraphDelta. A graph whose values sit on the grid (engine.graph.build.quantize_graph,
 what the Engine publishes) reaches subscribers bit-exactly. Empty sections of a delta are left out.
 No msgpack ext or bin types are used, so none are accepted (and nothing is ever unpickled).
 
@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import msgpack
 import zmq
 
-from engine.graph import BOX_STEPS_PER_PX, SCORE_STEPS, box_steps
+from engine.graph.build import BOX_STEPS_PER_PX, SCORE_STEPS, box_steps
 from engine.transport.fields import (CONTROL_RE, MAX_ID, MAX_REASON_LEN, WireError, check_array, check_count,
                                      check_epoch, check_int, check_map, check_name, check_number, check_subtree,
                                      check_unique, entities_from_wire, entity_move_from_wire, entity_move_to_wire,

@@ -47,7 +47,7 @@ from typing import Mapping
 import numpy as np
 from tqdm import tqdm
 
-from engine.vidvrd import RelationInstance, VideoAnnotation
+from engine.io.vidvrd import RelationInstance, VideoAnnotation
 from engine.vocab import Vocabulary, builtin
 from offline_train.data.label_map import LabelMap, merge_spans, remap_annotation
 from offline_train.data.safe_pickle import load_safe_pickle

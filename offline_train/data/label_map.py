@@ -24,7 +24,7 @@ from typing import Mapping
 import numpy as np
 import yaml
 
-from engine.vidvrd import RelationInstance, VideoAnnotation
+from engine.io.vidvrd import RelationInstance, VideoAnnotation
 from engine.vocab import Vocabulary
 
 UNKNOWN_POLICIES = ("error", "drop")

@@ -40,7 +40,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from engine.config import ConfigError, load_config
-from engine.vidvrd import VideoAnnotation
+from engine.io.vidvrd import VideoAnnotation
 from engine.vocab import Vocabulary, builtin
 from offline_train.data.action_genome import ag_predicate_groups, load_action_genome
 from offline_train.data.label_map import UNKNOWN_POLICIES, LabelMap, remap_annotation

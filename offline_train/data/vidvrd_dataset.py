@@ -5,7 +5,7 @@ Layouts found on disk (both handled by searching directories recursively for ``*
     vidvrd-dataset/train/ILSVRC2015_train_00005003.json        # VidVRD: one flat folder per split
     vidor/annotation/training/0000/2401075277.json             # VidOR: <split>/<group>/<video_id>.json
 
-Parsing and validation of one file is ``engine.vidvrd.load_vidvrd`` (``end_fid`` exclusive, boxes xyxy pixels,
+Parsing and validation of one file is ``engine.io.vidvrd.load_vidvrd`` (``end_fid`` exclusive, boxes xyxy pixels,
 frame ``f`` at ``f / fps`` seconds); this module only discovers files, renames labels (``label_map``) and checks
 that video ids are unique across the dataset.
 """
@@ -16,7 +16,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from engine.vidvrd import VideoAnnotation, load_vidvrd
+from engine.io.vidvrd import VideoAnnotation, load_vidvrd
 from offline_train.data.label_map import LabelMap, remap_annotation
 
 

@@ -48,7 +48,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from engine.vidvrd import VideoAnnotation
+from engine.io.vidvrd import VideoAnnotation
 from engine.vocab import builtin
 from offline_train.metrics.mean_recall import MEAN_OVER, MeanRecall
 

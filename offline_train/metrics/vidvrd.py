@@ -15,7 +15,7 @@ Conventions (those of VidVRD-helper, which the metrics in ``relation_detection``
   intervals share and divides by the summed areas of **every** frame of both trajectories minus that sum; frames
   outside the overlap count only in the denominator, and disjoint (or merely touching) intervals give 0.
 
-Sources: ``video_relations_from_annotation`` turns one parsed official annotation (``engine.vidvrd``) into ground
+Sources: ``video_relations_from_annotation`` turns one parsed official annotation (``engine.io.vidvrd``) into ground
 truth, as VidVRD-helper's ``Dataset.get_relation_insts`` does; ``predictions_from_json`` / ``predictions_to_json``
 read and write the official prediction file (a bare ``{video_id: [...]}`` mapping is accepted too)::
 
@@ -32,7 +32,7 @@ from typing import Mapping
 
 import numpy as np
 
-from engine.vidvrd import VideoAnnotation
+from engine.io.vidvrd import VideoAnnotation
 
 Triplet = tuple[str, str, str]  # (subject category, predicate, object category)
 
@@ -181,7 +181,7 @@ def predictions_to_json(preds: Mapping[str, list[VideoRelation]], version: str =
 
 
 def video_relations_from_annotation(ann: VideoAnnotation) -> list[VideoRelation]:
-    """Ground-truth relations of one parsed official annotation (``engine.vidvrd.load_vidvrd``), in file order.
+    """Ground-truth relations of one parsed official annotation (``engine.io.vidvrd.load_vidvrd``), in file order.
 
     Trajectories are the subject's and object's boxes over ``[begin_fid, end_fid)``, as VidVRD-helper's
     ``Dataset.get_relation_insts`` cuts them; a frame of that span without a box raises a ValueError.

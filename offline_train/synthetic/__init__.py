@@ -9,7 +9,7 @@ This is how the default relation model learns when no real benchmark or detector
     camera.project_boxes       pinhole projection of each agent's upright 3D box -> image boxes (xyxy px)
     camera.visible_boxes       clipping and occlusion by nearer objects -> NaN where an annotator sees nothing
     rules + labelling          per-frame predicates (definitions and thresholds: the table in ``rules.py``)
-    engine.vidvrd              [begin, end) relation instances, official VidVRD JSON
+    engine.io.vidvrd              [begin, end) relation instances, official VidVRD JSON
 
 Categories (``categories.py``): the 35 VidVRD objects, each with a 3D size, walk/run speeds and a locomotion kind:
 
@@ -28,7 +28,7 @@ pass, with (side by side), ride (person or monkey on horse, elephant, bicycle, m
 sofa). A moving agent may stop part-way, a still one set off, a bird land or take off.
 
 Determinism: a video is a function of ``(SynthConfig, seed, split, index)``; the same arguments give byte-identical
-JSON. The detection simulator (jitter, misses, false positives) is the VidVRD replay source of ``engine.sources``
+JSON. The detection simulator (jitter, misses, false positives) is the VidVRD replay source of ``engine.io.sources``
 (``generate.replay`` wraps it); this package writes clean ground truth only.
 
 Command line: ``vsgg synth --out DIR --videos N --seed S [--frames T]`` (``offline_train/synthetic_cli.py``).

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from engine.vidvrd import VideoAnnotation
+from engine.io.vidvrd import VideoAnnotation
 from engine.vocab import Vocabulary
 from offline_train.evaluate import MergeConfig, merge_instances
 from offline_train.synthetic.camera import PinholeCamera

@@ -4,7 +4,7 @@ A video is fixed by ``(seed, split, index)``: its generator is ``numpy.random.de
 SPLIT_CODES[split], index]))``. The split is part of the seed, so the test videos of a seed do not change when
 more training videos are asked for. Video ids are ``synth<seed>_<split>_<index:05d>``; time base: frame ``f`` is at
 ``f / fps`` seconds. Annotations are clean ground truth (boxes of visible objects, relations holding while both
-objects are visible); detection noise is the job of the VidVRD replay source in ``engine.sources``.
+objects are visible); detection noise is the job of the VidVRD replay source in ``engine.io.sources``.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from engine.sources import VidvrdReplay
-from engine.vidvrd import VideoAnnotation, instances_from_labels, save_vidvrd
+from engine.io.sources import VidvrdReplay
+from engine.io.vidvrd import VideoAnnotation, instances_from_labels, save_vidvrd
 from engine.vocab import Vocabulary, builtin
 from offline_train.synthetic.camera import PinholeCamera, visible_boxes
 from offline_train.synthetic.labelling import frame_predicates
@@ -112,7 +112,7 @@ def generate_video(cfg: SynthConfig, seed: int, index: int, split: str = "train"
 
 def replay(ann: VideoAnnotation, seed: int = 0, jitter: float = 0.05, drop_prob: float = 0.1,
            false_positives: float = 0.2) -> VidvrdReplay:
-    """``ann`` seen through the detection simulator of ``engine.sources`` (seeded box jitter as a fraction of the
+    """``ann`` seen through the detection simulator of ``engine.io.sources`` (seeded box jitter as a fraction of the
     box size, per-frame misses, Poisson false positives per frame); labels index ``vidvrd_objects``."""
     return VidvrdReplay(ann, builtin("vidvrd_objects"), jitter=jitter, drop_prob=drop_prob,
                         false_positives=false_positives, seed=seed)

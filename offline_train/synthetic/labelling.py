@@ -2,7 +2,7 @@
 
 The combination and fall-back order is documented in ``rules.py``; this module only implements it. Labels are a
 (T, K, K, P) bool tensor aligned with a predicate ``Vocabulary`` (subject index, object index, predicate index);
-``engine.vidvrd.instances_from_labels`` turns them into ``[begin_fid, end_fid)`` relation instances.
+``engine.io.vidvrd.instances_from_labels`` turns them into ``[begin_fid, end_fid)`` relation instances.
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import itertools
 
-from engine.sources import VidvrdReplay
-from engine.streams import Stream
+from engine.io.sources import VidvrdReplay
+from engine.io.streams import Stream
 from engine.vocab import Vocabulary
 from offline_train.synthetic.generate import SynthConfig, generate_video
 

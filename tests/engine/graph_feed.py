@@ -13,8 +13,8 @@ import random
 import time
 
 from engine.config import TransportConfig
-from engine.diff import diff, empty_graph
-from engine.graph import quantize_graph
+from engine.graph.diff import diff, empty_graph
+from engine.graph.build import quantize_graph
 from engine.types import Entity, Relation, SceneGraph
 
 LABELS = ("person", "cup", "chair", "dog", "table")

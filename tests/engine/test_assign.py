@@ -1,11 +1,11 @@
-"""engine.assign: optimality against scipy.optimize.linear_sum_assignment on many random matrices."""
+"""engine.track.assign: optimality against scipy.optimize.linear_sum_assignment on many random matrices."""
 import itertools
 
 import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from engine.assign import assign_gated, solve_lsa
+from engine.track.assign import assign_gated, solve_lsa
 
 
 def _random_cost(rng, n, m, kind):

@@ -1,12 +1,12 @@
-"""engine.bench_engine: `vsgg bench engine` runs on a tiny budget and writes its figures (no timing assertions)."""
+"""engine.bench.engine: `vsgg bench engine` runs on a tiny budget and writes its figures (no timing assertions)."""
 import argparse
 import json
 
 import numpy as np
 import pytest
 
-from engine.bench_engine import STAGE_KEYS, add_parser, moving_scene, passthrough_filter, snapshot_wire_bytes
-from engine.cli import main
+from engine.bench.engine import STAGE_KEYS, add_parser, moving_scene, passthrough_filter, snapshot_wire_bytes
+from engine.cli.main import main
 from engine.config import FilterConfig
 from engine.transport import wire
 from engine.types import Entity, Relation, SceneGraph
@@ -48,8 +48,8 @@ def test_missing_model_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="relation model not found"):
         run(parser.parse_args(["--model", str(tmp_path / "nowhere.onnx"), "--frames", "1"]))
     # no --model and no shipped default model: the message says what to do
-    import engine.relation_io
-    monkeypatch.setattr(engine.relation_io, "DEFAULT_MODEL_DIR", tmp_path / "no_default")
+    import engine.relate.relation_io
+    monkeypatch.setattr(engine.relate.relation_io, "DEFAULT_MODEL_DIR", tmp_path / "no_default")
     with pytest.raises(SystemExit, match="pass --model PATH.*vsgg export"):
         run(parser.parse_args(["--frames", "1"]))
 

@@ -1,7 +1,7 @@
-"""engine.bench_tracker: the benchmark runs and reports figures (no timing assertions)."""
+"""engine.bench.tracker: the benchmark runs and reports figures (no timing assertions)."""
 import argparse
 
-from engine.bench_tracker import add_parser, synthetic_scene
+from engine.bench.tracker import add_parser, synthetic_scene
 
 
 def test_bench_runs_and_returns_figures(capsys):

@@ -1,11 +1,11 @@
-"""engine.detector: YOLO-layout ONNX models built here with onnx.helper, so every decoded box is known exactly."""
+"""engine.detect.detector: YOLO-layout ONNX models built here with onnx.helper, so every decoded box is known exactly."""
 import logging
 
 import numpy as np
 import pytest
 
 from engine.config import ConfigError, DetectorConfig, from_dict
-from engine.detector import Letterbox, OnnxDetector, decode_yolo, letterbox_into, resolve_layout
+from engine.detect.detector import Letterbox, OnnxDetector, decode_yolo, letterbox_into, resolve_layout
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -343,7 +343,7 @@ def test_missing_provider_falls_back_to_cpu_with_a_log_line(tmp_path, classes, c
     ort = pytest.importorskip("onnxruntime")
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("CUDA is available here; the fallback path is not reachable")
-    with caplog.at_level(logging.INFO, logger="engine.detector"):
+    with caplog.at_level(logging.INFO, logger="engine.detect.detector"):
         det = detector(tmp_path, classes, yolov8_output([]), providers=("cuda",))
     assert det.providers[0] == "CPUExecutionProvider"
     assert "CUDAExecutionProvider is not available" in caplog.text

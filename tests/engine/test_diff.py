@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from engine.diff import SequenceError, apply, diff, empty_graph
-from engine.graph import build_graph
+from engine.graph.diff import SequenceError, apply, diff, empty_graph
+from engine.graph.build import build_graph
 from engine.types import Entity, Relation, SceneGraph, Tracks
 from engine.vocab import Vocabulary
 

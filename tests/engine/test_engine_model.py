@@ -5,9 +5,9 @@ import pytest
 from engine.backends import load_relation_backend
 from engine.config import (EngineConfig, FilterConfig, GraphConfig, PairsConfig, RelationBackendConfig,
                            TrackerConfig)
-from engine.diff import apply, diff, empty_graph
-from engine.graph import quantize_relation
-from engine.graph_json import graph_to_dict
+from engine.graph.diff import apply, diff, empty_graph
+from engine.graph.build import quantize_relation
+from engine.graph.graph_json import graph_to_dict
 from engine.runtime import Engine
 from engine.types import Detections, SceneGraph
 from engine.vocab import Vocabulary, builtin
@@ -194,7 +194,7 @@ def test_100k_frame_stream_with_model_keeps_pair_and_filter_state_bounded(backen
 
 @pytest.mark.parametrize("box_tol, score_tol", [(0.0, 0.0), (2.0, 0.05)])
 def test_published_relations_equal_the_reference_diff(backend, objects, score_quantiles, box_tol, score_tol):
-    """The engine publishes relations from arrays (engine.relation_graph); every frame its relation delta must be
+    """The engine publishes relations from arrays (engine.graph.published); every frame its relation delta must be
     what diff() gives for the full graph built from the filter's active relations, evictions and churn included."""
     cfg = filtered_cfg(score_quantiles, tracker=TrackerConfig(max_age=3),
                        pairs=PairsConfig(max_pairs=12, max_pair_states=16, max_entities=6),

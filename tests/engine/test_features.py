@@ -1,9 +1,9 @@
-"""engine.features (pair features shared by training and runtime) and engine.pairs.select_pairs."""
+"""engine.relate.features (pair features shared by training and runtime) and engine.relate.pairs.select_pairs."""
 import numpy as np
 import pytest
 
-from engine.features import FEATURE_NAMES, BoxHistory, ordered_pairs, pair_features, video_pair_features
-from engine.pairs import select_pairs
+from engine.relate.features import FEATURE_NAMES, BoxHistory, ordered_pairs, pair_features, video_pair_features
+from engine.relate.pairs import select_pairs
 
 F = {n: k for k, n in enumerate(FEATURE_NAMES)}
 

@@ -20,9 +20,9 @@ def run_py(code: str, env_extra: dict | None = None) -> str:
 
 
 def test_use_numba_cache_dir_after_import_repoints_kernels(tmp_path):
-    # engine.tracker is imported (kernels decorated with numba's default locator) *before* the directory is set
+    # engine.track.tracker is imported (kernels decorated with numba's default locator) *before* the directory is set
     out = run_py(
-        "import engine.tracker as T\n"
+        "import engine.track.tracker as T\n"
         "from engine.jit import use_numba_cache_dir\n"
         f"d = use_numba_cache_dir({str(tmp_path)!r})\n"
         "T.Tracker().warmup()\n"

@@ -1,7 +1,7 @@
-"""engine.kalman: the batched in-place kernels equal a per-track textbook Kalman filter written in numpy."""
+"""engine.track.kalman: the batched in-place kernels equal a per-track textbook Kalman filter written in numpy."""
 import numpy as np
 
-from engine.kalman import kalman_initiate, kalman_predict, kalman_update
+from engine.track.kalman import kalman_initiate, kalman_predict, kalman_update
 
 W_POS = np.array([0.05, 0.05, 0.025, 0.025])
 W_VEL = np.array([1 / 160, 1 / 160, 1 / 320, 1 / 320])

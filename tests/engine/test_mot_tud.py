@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from engine.boxes import xyxy_to_ltwh
-from engine.cli import main as vsgg_main
+from engine.cli.main import main as vsgg_main
 from engine.config import TrackerConfig
-from engine.mot_eval import evaluate_mot, read_mot_rows
-from engine.sources import MotDetections
-from engine.tracker import Tracker
+from engine.track.mot_eval import evaluate_mot, read_mot_rows
+from engine.io.sources import MotDetections
+from engine.track.tracker import Tracker
 
 pytest.importorskip("motmetrics")
 

@@ -1,8 +1,8 @@
-"""engine.nms: greedy NMS against a plain-Python reference, class-aware/agnostic semantics, edge cases, bad inputs."""
+"""engine.detect.nms: greedy NMS against a plain-Python reference, class-aware/agnostic semantics, edge cases, bad inputs."""
 import numpy as np
 import pytest
 
-from engine.nms import nms_xyxy
+from engine.detect.nms import nms_xyxy
 
 
 def reference_nms(boxes, scores, labels, iou_threshold, max_keep=None, class_agnostic=False):

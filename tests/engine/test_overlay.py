@@ -4,7 +4,7 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from engine.overlay import OverlayWriter  # noqa: E402
+from engine.io.overlay import OverlayWriter  # noqa: E402
 from engine.types import Entity, Relation, SceneGraph  # noqa: E402
 
 

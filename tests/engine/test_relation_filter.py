@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from engine.config import ConfigError, FilterConfig
-from engine.relation_filter import ENDED, STARTED, RelationFilter
+from engine.relate.relation_filter import ENDED, STARTED, RelationFilter
 
 
 def feed(f, seq, dt=0.1, rows=np.array([0])):

@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.demo_cli import _free_port_pair
-from engine.graph_json import graph_to_dict
+from engine.cli.demo import _free_port_pair
+from engine.graph.graph_json import graph_to_dict
 from engine.transport import GraphSubscriber
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.cli import main
+from engine.cli.main import main
 from engine.config import load_engine_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from engine.config import EngineConfig, PairsConfig, TrackerConfig
-from engine.diff import apply, empty_graph
+from engine.graph.diff import apply, empty_graph
 from engine.runtime import Engine
 from engine.types import Detections
 from engine.vocab import builtin

@@ -1,4 +1,4 @@
-"""engine.sources: the MOTChallenge det.txt stream and the VidVRD / VidOR replay stream."""
+"""engine.io.sources: the MOTChallenge det.txt stream and the VidVRD / VidOR replay stream."""
 from pathlib import Path
 
 import numpy as np
@@ -6,9 +6,9 @@ import pytest
 
 from engine.boxes import iou_xyxy
 from engine.config import TrackerConfig
-from engine.sources import MotDetections, VidvrdReplay
-from engine.tracker import Tracker
-from engine.vidvrd import load_vidvrd
+from engine.io.sources import MotDetections, VidvrdReplay
+from engine.track.tracker import Tracker
+from engine.io.vidvrd import load_vidvrd
 from engine.vocab import Vocabulary, builtin
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -1,10 +1,10 @@
-"""engine.tracker: lifecycle, id stability, bad input (state unchanged), bounded state over long streams."""
+"""engine.track.tracker: lifecycle, id stability, bad input (state unchanged), bounded state over long streams."""
 import numpy as np
 import pytest
 
-from engine.bench_tracker import NumpyTracker, synthetic_scene
+from engine.bench.tracker import NumpyTracker, synthetic_scene
 from engine.config import TrackerConfig
-from engine.tracker import Tracker
+from engine.track.tracker import Tracker
 from engine.types import Detections, Tracks
 
 

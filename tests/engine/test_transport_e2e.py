@@ -15,7 +15,7 @@ import zmq
 import zmq.auth
 
 from engine.config import TransportConfig
-from engine.diff import diff, empty_graph
+from engine.graph.diff import diff, empty_graph
 from engine.transport import GraphPublisher, GraphSubscriber, new_epoch, view, wire
 from engine.types import Entity, GraphDelta, Relation, SceneGraph
 from graph_feed import graph_digest, random_graphs, serve_stream

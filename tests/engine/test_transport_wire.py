@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from engine.config import ConfigError, TransportConfig, from_dict
-from engine.diff import SequenceError, apply, diff, empty_graph
+from engine.graph.diff import SequenceError, apply, diff, empty_graph
 from engine.transport import GraphPublisher, GraphSubscriber, fields, graph_changes, new_epoch, wire
 from engine.transport.subtree import MissingEntityError, apply_to_view, entity_key, relation_key, view
-from engine.graph import quantize_entity, quantize_relation
+from engine.graph.build import quantize_entity, quantize_relation
 from engine.types import Entity, GraphDelta, Relation, SceneGraph
-from engine.watch_cli import snapshot_endpoint_for
+from engine.cli.watch import snapshot_endpoint_for
 from graph_feed import random_graphs
 
 SCHEMA = Path(__file__).resolve().parents[2] / "msgs" / "zmq" / "graph_wire.schema.json"

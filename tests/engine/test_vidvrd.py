@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from engine.vidvrd import (VideoAnnotation, RelationInstance, frame_labels, instances_from_labels, load_vidvrd,
+from engine.io.vidvrd import (VideoAnnotation, RelationInstance, frame_labels, instances_from_labels, load_vidvrd,
                            save_vidvrd, to_vidvrd_dict)
 from engine.vocab import Vocabulary
 

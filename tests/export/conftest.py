@@ -11,7 +11,7 @@ MAX_PAIRS = 400  # above the 300-pair parity case, small enough to run a full ba
 class Exported(NamedTuple):
     checkpoint: Path   # offline_train checkpoint directory
     onnx: Path         # relation.onnx (side-car relation.json next to it)
-    info: object       # engine.relation_io.ModelInfo of the file
+    info: object       # engine.relate.relation_io.ModelInfo of the file
     model: object      # the torch StreamingRelationModel it was exported from (eval mode)
 
 

@@ -14,7 +14,7 @@ from engine.backends.base import RelationInputs, RelationState  # noqa: E402
 from engine.backends.cuda_driver import cuda_device_count  # noqa: E402
 from engine.backends.ort import ort_cuda_available  # noqa: E402
 from engine.config import ConfigError, RelationBackendConfig  # noqa: E402
-from engine.relation_io import sha256_file, sidecar_path  # noqa: E402
+from engine.relate.relation_io import sha256_file, sidecar_path  # noqa: E402
 
 CPU_ONLY = cuda_device_count() == 0 and not ort_cuda_available()
 needs_cpu_only = pytest.mark.skipif(not CPU_ONLY, reason="expects a machine without CUDA (this one has a GPU or "
@@ -111,7 +111,7 @@ def test_engine_backends_never_import_torch_or_tensorrt(exported):
 import sys
 import numpy as np
 import engine.backends, engine.backends.base, engine.backends.ort, engine.backends.trt, engine.backends.cuda_driver
-import engine.relation_io
+import engine.relate.relation_io
 from engine.backends import load_relation_backend
 from engine.config import RelationBackendConfig
 b = load_relation_backend(RelationBackendConfig(model_path={str(exported.onnx)!r}, backend="auto"))

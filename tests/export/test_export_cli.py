@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from engine.backends.cuda_driver import cuda_device_count  # noqa: E402
-from engine.relation_io import read_model_info  # noqa: E402
+from engine.relate.relation_io import read_model_info  # noqa: E402
 
 CAN_BUILD_TRT = cuda_device_count() > 0 and importlib.util.find_spec("tensorrt") is not None
 
@@ -61,7 +61,7 @@ def test_export_of_a_missing_checkpoint(tmp_path):
 
 def test_bench_model_figures(exported, tmp_path, capsys):
     """In-process (torch is already loaded) to keep the suite fast; the command is the same entry point."""
-    from engine.cli import main
+    from engine.cli.main import main
 
     out = tmp_path / "bench.json"
     rc = main(["bench", "model", "--checkpoint", str(exported.checkpoint), "--steps", "3", "--pairs", "10", "90",

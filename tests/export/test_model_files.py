@@ -10,7 +10,7 @@ onnx = pytest.importorskip("onnx")
 from engine.backends import load_relation_backend  # noqa: E402
 from engine.backends.ort import OrtRelationBackend  # noqa: E402
 from engine.config import RelationBackendConfig  # noqa: E402
-from engine.relation_io import (IO_VERSION, METADATA_KEY, ModelFileError, check_io_signature,  # noqa: E402
+from engine.relate.relation_io import (IO_VERSION, METADATA_KEY, ModelFileError, check_io_signature,  # noqa: E402
                                 check_metadata, read_model_info, sha256_file, sidecar_path)
 from engine.vocab import Vocabulary, builtin  # noqa: E402
 
@@ -199,7 +199,7 @@ def test_max_pairs_above_the_models(exported):
 
 def test_cli_reports_a_bad_model_as_one_line(model_copy, capsys):
     """`vsgg eval` with a truncated model: exit 1 and a one-line error, not a traceback."""
-    from engine.cli import main
+    from engine.cli.main import main
 
     model_copy.write_bytes(model_copy.read_bytes()[:1000])
     rc = main(["eval", "--model", str(model_copy), "--vidvrd", "tests/data/vidor/3598080384.json",

@@ -10,7 +10,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from engine.backends.ort import OrtRelationBackend  # noqa: E402
-from engine.relation_io import INPUTS, OUTPUT_NAMES, PAIRS  # noqa: E402
+from engine.relate.relation_io import INPUTS, OUTPUT_NAMES, PAIRS  # noqa: E402
 from export.to_onnx import export_onnx  # noqa: E402
 from export.verify import (FP32_ATOL, PARITY_PAIRS, ParityError, check_parity, parity_pairs, random_state,  # noqa: E402
                            random_step, step_parity, torch_step)

@@ -11,7 +11,7 @@ pytest.importorskip("onnxruntime")
 from engine.backends.base import BackendUnavailable  # noqa: E402
 from engine.backends.cuda_driver import CudaDriver, cuda_device_count  # noqa: E402
 from engine.backends.trt import EngineMismatchError, TrtRelationBackend, check_engine_sidecar, import_tensorrt  # noqa
-from engine.relation_io import INPUTS, ModelFileError, sha256_file, sidecar_path  # noqa: E402
+from engine.relate.relation_io import INPUTS, ModelFileError, sha256_file, sidecar_path  # noqa: E402
 from export.to_tensorrt import build_tensorrt_engine, profile_shapes  # noqa: E402
 
 HAS_GPU = cuda_device_count() > 0

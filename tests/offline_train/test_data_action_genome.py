@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.vidvrd import RelationInstance, frame_labels
+from engine.io.vidvrd import RelationInstance, frame_labels
 from engine.vocab import Vocabulary, builtin
 from offline_train.data.action_genome import (AGVideo, ag_category_name, ag_group_names, ag_predicate_groups,
                                               ag_predicate_name, load_action_genome, parse_action_genome)

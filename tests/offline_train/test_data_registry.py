@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from engine.config import ConfigError, from_dict, to_dict
-from engine.vidvrd import VideoAnnotation, load_vidvrd
+from engine.io.vidvrd import VideoAnnotation, load_vidvrd
 from engine.vocab import builtin
 from offline_train.data.registry import (DatasetConfig, dataset_vocabularies, label_maps, load_dataset,
                                          load_dataset_config, predicate_groups)

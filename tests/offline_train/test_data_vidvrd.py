@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.vidvrd import RelationInstance, VideoAnnotation, frame_labels, load_vidvrd
+from engine.io.vidvrd import RelationInstance, VideoAnnotation, frame_labels, load_vidvrd
 from engine.vocab import Vocabulary, builtin
 from offline_train.data.label_map import LabelMap, merge_spans, remap_annotation
 from offline_train.data.vidvrd_dataset import find_annotation_files, load_vidvrd_dataset

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from offline_train.eval_run import run_eval  # noqa: E402
 from offline_train.evaluate import MergeConfig, merge_instances  # noqa: E402
-from engine.vidvrd import load_vidvrd  # noqa: E402
+from engine.io.vidvrd import load_vidvrd  # noqa: E402
 from engine.vocab import Vocabulary  # noqa: E402
 
 VIDOR = "tests/data/vidor/3598080384.json"

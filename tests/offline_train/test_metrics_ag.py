@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.vidvrd import RelationInstance, VideoAnnotation
+from engine.io.vidvrd import RelationInstance, VideoAnnotation
 from engine.vocab import builtin
 from offline_train.data.action_genome import load_action_genome
 from offline_train.metrics import (

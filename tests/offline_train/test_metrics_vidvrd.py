@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.vidvrd import load_vidvrd, parse_vidvrd
+from engine.io.vidvrd import load_vidvrd, parse_vidvrd
 from offline_train.metrics import (
     RelationDetectionConfig,
     RelationTaggingConfig,

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from engine.cli import main as vsgg_main
-from engine.vidvrd import frame_labels, load_vidvrd, save_vidvrd, to_vidvrd_dict
+from engine.cli.main import main as vsgg_main
+from engine.io.vidvrd import frame_labels, load_vidvrd, save_vidvrd, to_vidvrd_dict
 from engine.vocab import builtin
 from offline_train.synthetic import (SynthConfig, generate, generate_video, predicate_counts, replay,
                                      write_dataset)

@@ -146,7 +146,7 @@ class VidvrdReplay:
                  jitter: float = 0.0, drop_prob: float = 0.0, false_positives: float = 0.0,
                  true_scores: tuple[float, float] = (0.6, 1.0), false_scores: tuple[float, float] = (0.3, 0.8),
                  seed: int = 0):
-        from engine.vidvrd import VideoAnnotation, load_vidvrd  # the JSON format lives there
+        from engine.io.vidvrd import VideoAnnotation, load_vidvrd  # the JSON format lives there
 
         ann = annotation if isinstance(annotation, VideoAnnotation) else load_vidvrd(annotation)
         if not isinstance(vocab, Vocabulary):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default"
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 
 
 def add_parser(parser: argparse.ArgumentParser):
@@ -83,7 +83,7 @@ def build(args):
 
     from engine.config import TransportConfig, load_engine_config
     from engine.runtime import Engine
-    from engine.streams import open_stream
+    from engine.io.streams import open_stream
     from engine.vocab import Vocabulary, builtin
 
     cfg = load_engine_config(args.config, args.overrides)
@@ -99,7 +99,7 @@ def build(args):
         objects = builtin("vidvrd_objects")
     detector = None
     if args.detector:
-        from engine.detector import OnnxDetector
+        from engine.detect.detector import OnnxDetector
         det_cfg = replace(cfg.detector, model_path=args.detector, classes_file=args.classes or cfg.detector.classes_file)
         detector = _DetectorInVocab(OnnxDetector(det_cfg), objects, _label_map(args.class_map))
     wh = None
@@ -124,8 +124,8 @@ def build(args):
 
 
 def run(args) -> int:
-    from engine.graph_json import delta_to_dict, describe
-    from engine.run_report import RunReport
+    from engine.graph.graph_json import delta_to_dict, describe
+    from engine.cli.run_report import RunReport
 
     engine, stream, pub_spec = build(args)
     engine.warmup()
@@ -136,7 +136,7 @@ def run(args) -> int:
     jsonl = open(args.jsonl, "w") if args.jsonl else None
     overlay = None
     if args.overlay:
-        from engine.overlay import OverlayWriter
+        from engine.io.overlay import OverlayWriter
         overlay = OverlayWriter(args.overlay, stream.image_wh, stream.fps)
     report = RunReport(live=not args.quiet)
     t_start = time.monotonic()

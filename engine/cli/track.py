@@ -18,8 +18,8 @@ import numpy as np
 from engine.boxes import xyxy_to_ltwh
 from engine.config import load_engine_config
 from engine.jit import use_numba_cache_dir
-from engine.sources import SCORE_TRANSFORMS, MotDetections
-from engine.tracker import Tracker
+from engine.io.sources import SCORE_TRANSFORMS, MotDetections
+from engine.track.tracker import Tracker
 
 
 def add_parser(parser: argparse.ArgumentParser):
@@ -65,7 +65,7 @@ def run(args) -> int:
     print(f"{args.mot}: {len(source)} frames, {n_dets} detections -> {len(table)} boxes in {n_ids} tracks, "
           f"step median {np.median(ms):.3f} ms, p95 {np.percentile(ms, 95):.3f} ms; wrote {args.out}")
     if args.gt is not None:
-        from engine.mot_eval import evaluate_mot
+        from engine.track.mot_eval import evaluate_mot
 
         m = evaluate_mot(table, args.gt)
         print(f"MOTA {m['mota']:.3f}  IDF1 {m['idf1']:.3f}  recall {m['recall']:.3f}  precision {m['precision']:.3f}  "

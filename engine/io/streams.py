@@ -45,7 +45,7 @@ def _seqinfo(det_path: Path) -> dict:
 
 
 def _open_mot(arg: str, objects: Vocabulary, options: dict) -> Stream:
-    from engine.sources import MotDetections
+    from engine.io.sources import MotDetections
     p = Path(arg)
     info = _seqinfo(p)
     fps = options.get("fps") or info.get("fps") or 30.0
@@ -58,8 +58,8 @@ def _open_mot(arg: str, objects: Vocabulary, options: dict) -> Stream:
 
 
 def _open_vidvrd(arg: str, objects: Vocabulary, options: dict) -> Stream:
-    from engine.sources import VidvrdReplay
-    from engine.vidvrd import load_vidvrd
+    from engine.io.sources import VidvrdReplay
+    from engine.io.vidvrd import load_vidvrd
     ann = load_vidvrd(arg)
     src = VidvrdReplay(ann, objects, category_map=options.get("category_map") or None, seed=options.get("seed", 0))
     return Stream(iter(src), (ann.width, ann.height), ann.fps, False, ann.frame_count, f"vidvrd:{arg}")

@@ -2,7 +2,7 @@
 
 Per frame (one ``Tracker.step`` call), all inside one numba kernel over fixed-capacity struct-of-arrays state:
 
-1. predict every live track one frame ahead (``engine.kalman``, state ``[cx, cy, w, h, vcx, vcy, vw, vh]``);
+1. predict every live track one frame ahead (``engine.track.kalman``, state ``[cx, cy, w, h, vcx, vcy, vw, vh]``);
 2. stage 1: detections with ``score >= high_score`` against confirmed tracks (tracked and lost), IoU > match_iou_high;
 3. stage 2: detections with ``low_score <= score < high_score`` against the confirmed tracks that were tracked in
    the previous frame and are still unmatched, IoU > match_iou_low (recovers occluded, low-confidence objects);
@@ -10,7 +10,7 @@ Per frame (one ``Tracker.step`` call), all inside one numba kernel over fixed-ca
 5. Kalman update of matched tracks; lifecycle, see below;
 6. unmatched high detections with ``score >= new_track_score`` start tentative tracks.
 
-Each stage is an optimal gated assignment on cost ``1 - IoU`` (``engine.assign.assign_gated``; a pair needs IoU
+Each stage is an optimal gated assignment on cost ``1 - IoU`` (``engine.track.assign.assign_gated``; a pair needs IoU
 strictly above the stage's threshold). With ``class_gating`` a detection only matches a track of the same label.
 
 Lifecycle: tentative --(min_hits consecutive matched frames)--> confirmed (tracked) --(miss)--> lost
@@ -33,10 +33,10 @@ import numbers
 import numpy as np
 from numba import njit
 
-from engine.assign import assign_gated
+from engine.track.assign import assign_gated
 from engine.boxes import cxcywh_to_xyxy, iou_xyxy, ltwh_to_xyxy, xyxy_to_cxcywh, xyxy_to_ltwh
 from engine.config import TrackerConfig
-from engine.kalman import kalman_initiate, kalman_predict, kalman_update
+from engine.track.kalman import kalman_initiate, kalman_predict, kalman_update
 from engine.types import Detections, Tracks
 
 FREE, TENTATIVE, TRACKED, LOST = 0, 1, 2, 3
@@ -299,7 +299,7 @@ class Tracker:
         dummy.step(Detections.empty(), 3.0)
         iou_xyxy(boxes, boxes)
         cxcywh_to_xyxy(xyxy_to_cxcywh(boxes))
-        ltwh_to_xyxy(boxes.astype(np.float64))  # engine.sources reads MOT files as float64
+        ltwh_to_xyxy(boxes.astype(np.float64))  # engine.io.sources reads MOT files as float64
         xyxy_to_ltwh(boxes)
 
     def reset(self) -> None:

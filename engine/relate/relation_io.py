@@ -12,7 +12,7 @@ Tensors of one ``forward_step`` (one frame; P = the pairs scored in it, 0 <= P <
     window_valid  (pairs, history)      float32
     prev_out      (pairs, d_model)      float32
 
-``feats`` are ``engine.features.pair_features`` rows; labels index the model's object vocabulary; ``scores`` are
+``feats`` are ``engine.relate.features.pair_features`` rows; labels index the model's object vocabulary; ``scores`` are
 probabilities in [0, 1] indexed by its predicate vocabulary. ``history`` = window - 1. The three state tensors are
 per pair and carried by the caller: feed a pair's ``next_*`` outputs back as its inputs the next time the pair is
 scored; a new pair starts from zeros (``initial_state``).
@@ -33,13 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.features import FEATURE_VERSION, NUM_FEATURES
+from engine.relate.features import FEATURE_VERSION, NUM_FEATURES
 
 IO_VERSION = 1                        # bump when names, shapes, dtypes or meaning of the tensors below change
 SIDECAR_FORMAT = "vsgg-relation-model"
 SIDECAR_VERSION = 1
 METADATA_KEY = "vsgg.relation_model"  # ONNX metadata_props key holding the side-car JSON (without the file hash)
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "models" / "default"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "default"
 ONNX_NAME = "relation.onnx"
 PAIRS = "pairs"                       # the one dynamic dimension
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TUD = ROOT / "tests" / "data" / "mot15" / "TUD-Campus"
 
 
@@ -42,9 +42,9 @@ def _tracker_score(det: str, gt: str, out: Path) -> None:
 
     from engine.boxes import xyxy_to_ltwh
     from engine.config import TrackerConfig
-    from engine.mot_eval import evaluate_mot
-    from engine.sources import MotDetections
-    from engine.tracker import Tracker
+    from engine.track.mot_eval import evaluate_mot
+    from engine.io.sources import MotDetections
+    from engine.track.tracker import Tracker
 
     tracker = Tracker(TrackerConfig())
     tracker.warmup()
@@ -79,7 +79,7 @@ def run(args) -> int:
                                     "--status-every", "0"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
             time.sleep(1.0)  # let the watcher connect before the first delta: it resyncs anyway, but the log reads better
-            from engine.run_cli import add_parser as run_parser
+            from engine.cli.run import add_parser as run_parser
             p = argparse.ArgumentParser()
             run = run_parser(p)
             rc = run(p.parse_args(["--source", f"mot:{args.det}", "--zmq", endpoint, "--jsonl",

@@ -17,7 +17,7 @@ built in, a segmentation model) raises ValueError naming the shape and the class
 (only when N itself is 4 + nc or 5 + nc) raises too, and ``output_layout`` must then be set explicitly.
 
 Each candidate gets its best class (one label per box, Ultralytics' default); candidates with score > threshold go
-to class-aware (or class-agnostic) greedy NMS (engine.nms), the survivors are mapped back to original image pixels
+to class-aware (or class-agnostic) greedy NMS (engine.detect.nms), the survivors are mapped back to original image pixels
 and clipped to the image. Output: engine.types.Detections, boxes xyxy float32 pixels, labels index the class list.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from engine import nms
+from engine.detect import nms
 from engine.config import DetectorConfig
 from engine.types import Detections
 from engine.vocab import Vocabulary

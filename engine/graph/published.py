@@ -4,7 +4,7 @@ Building every active relation as a Python object each frame and diffing two gra
 per frame: with 20 entities (380 scored pairs, ~1,200 active relations) that alone was 3.5 ms median and the
 dominant stage. ``PublishedRelations`` instead remembers, per pair-store row and predicate, the score and start time
 that subscribers hold, compares them with the filter's state in numpy, and creates Relation objects only for what
-changed. Its result is exactly ``engine.diff.diff``'s relation part for the same graphs (a test runs both).
+changed. Its result is exactly ``engine.graph.diff.diff``'s relation part for the same graphs (a test runs both).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from engine.graph import SCORE_STEPS
+from engine.graph.build import SCORE_STEPS
 from engine.types import Relation, RelationKey
 
 
@@ -48,7 +48,7 @@ class PublishedRelations:
         (capacity, C): the relation filter's state. entity_ids: ids of the entities in the graph being published
         (a relation is published only when both its ends are). A relation is re-sent when its quantised score
         moved more than ``score_tolerance`` from the published one (any change when 0) or its start time changed.
-        Both tuples are sorted by key, as ``engine.diff.diff`` lists them.
+        Both tuples are sorted by key, as ``engine.graph.diff.diff`` lists them.
 
         observed_rows: the rows the filter updated since the last call (None: look at every row). Only those,
         published rows whose pair left the graph or whose row was reused, and active rows with nothing published
@@ -72,7 +72,7 @@ class PublishedRelations:
         cur = active[rows] & ok[:, None]
         pub_score = self.score[rows]
         pub = ~np.isnan(pub_score)
-        # the same rounding as engine.graph.quantize_relation (numpy and Python both round half to even)
+        # the same rounding as engine.graph.build.quantize_relation (numpy and Python both round half to even)
         q = np.round(smoothed[rows].astype(np.float64) * SCORE_STEPS) / SCORE_STEPS
         st = start_time[rows]
         remove = pub & (~cur | moved_row[:, None])

@@ -1,9 +1,9 @@
 """``vsgg bench tracker``: per-step latency of the numba ``Tracker`` against the same algorithm in numpy + scipy.
 
-The baseline ``NumpyTracker`` is a faithful vectorised implementation of ``engine.tracker``'s algorithm (same
+The baseline ``NumpyTracker`` is a faithful vectorised implementation of ``engine.track.tracker``'s algorithm (same
 stages, gates, lifecycle and Kalman model): numpy broadcasting for IoU, batched ``np.matmul`` /
 ``np.linalg.solve`` for the Kalman filter, and ``scipy.optimize.linear_sum_assignment`` on the "stay unmatched"
-padded cost matrix for each gated assignment (the same optimum as ``engine.assign.assign_gated``). Both run in
+padded cost matrix for each gated assignment (the same optimum as ``engine.track.assign.assign_gated``). Both run in
 the same process on the same synthetic scene: ``n`` boxes moving at constant velocity with detection jitter, a
 few missed detections and a few false positives per frame. Figures: median and p95 milliseconds per ``step``.
 """
@@ -17,7 +17,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from engine.config import TrackerConfig
-from engine.tracker import FREE, LOST, TENTATIVE, TRACKED, Tracker
+from engine.track.tracker import FREE, LOST, TENTATIVE, TRACKED, Tracker
 from engine.types import Detections, Tracks
 
 
@@ -47,7 +47,7 @@ def _assign_gated_scipy(cost: np.ndarray, max_cost: float) -> np.ndarray:
 
 
 class NumpyTracker:
-    """``engine.tracker.Tracker``'s algorithm in numpy + scipy (the benchmark baseline); same API subset."""
+    """``engine.track.tracker.Tracker``'s algorithm in numpy + scipy (the benchmark baseline); same API subset."""
 
     def __init__(self, cfg: TrackerConfig | None = None):
         self.cfg = cfg = TrackerConfig() if cfg is None else cfg

@@ -32,7 +32,7 @@ from engine.runtime import STAGES, Engine
 from engine.types import Detections, GraphDelta, SceneGraph
 from engine.vocab import Vocabulary
 
-TUD_CAMPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "mot15" / "TUD-Campus" / "det.txt"
+TUD_CAMPUS = Path(__file__).resolve().parents[2] / "tests" / "data" / "mot15" / "TUD-Campus" / "det.txt"
 IMAGE_WH = (1280, 720)
 FPS = 30.0
 TARGET_P95_MS = {20: 15.0, 50: 33.0}
@@ -178,7 +178,7 @@ def run_benchmark(backend, cfg: EngineConfig, sizes=(5, 20, 50), frames: int = 3
                 fig[f"{k}_{tag}"] = runs[kind][k]
         figures[f"n{n}"] = fig
     if has_mot:
-        from engine.streams import open_stream
+        from engine.io.streams import open_stream
         block = {"source": str(mot_path)}
         for tag, c in (("filtered", cfg), ("unfiltered", cfg_raw)):
             stream = open_stream(f"mot:{mot_path}", objects)
@@ -265,7 +265,7 @@ def run(args) -> dict:
             any(n < 1 for n in args.entities):
         raise ValueError("--frames and --entities must be >= 1, --warmup and --threads >= 0")
     cfg = load_engine_config(args.config, args.overrides)
-    from engine.relation_io import ModelFileError
+    from engine.relate.relation_io import ModelFileError
     try:
         backend = load_backend(args.model or None, args.threads)
     except ModelFileError as e:

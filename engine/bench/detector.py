@@ -12,8 +12,8 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from engine import nms
-from engine.detector import Letterbox, decode_yolo, letterbox_into
+from engine.detect import nms
+from engine.detect.detector import Letterbox, decode_yolo, letterbox_into
 
 
 def synthetic_yolov8_output(rng: np.random.Generator, n: int, nc: int, objects: int, per_object: int,

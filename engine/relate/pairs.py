@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.features import ordered_pairs
+from engine.relate.features import ordered_pairs
 
 
 def select_pairs(boxes_xyxy: np.ndarray, max_pairs: int) -> tuple[np.ndarray, np.ndarray]:
@@ -31,7 +31,7 @@ class PairStore:
     """Fixed-capacity rows of per-pair model state, addressed by (subject id, object id).
 
     window (capacity, L-1, d) float32, window_valid (capacity, L-1) float32, prev_out (capacity, d) float32
-    (the relation model's streaming state, see engine.relation_io); last_seen (capacity,) seconds;
+    (the relation model's streaming state, see engine.relate.relation_io); last_seen (capacity,) seconds;
     subject_ids / object_ids (capacity,) int64 track ids of each row's pair, -1 for a free row (``keys`` as arrays,
     so that per-frame graph publishing can stay vectorised).
     A new pair gets a zeroed row; when the store is full, the least recently seen rows not needed now are evicted.
