@@ -8,19 +8,20 @@ track is dropped when the tracker removes it.
 from __future__ import annotations
 
 import math
-import time
+import numbers
 import uuid
 from dataclasses import dataclass
 
 import numpy as np
 
 from engine.config import EngineConfig
-from engine.graph.diff import apply, diff_entities, empty_graph
-from engine.relate.features import BoxHistory, pair_features
 from engine.graph.build import entities_from_tracks, quantize_entity
-from engine.relate.pairs import PairStore, select_pairs
+from engine.graph.diff import apply, diff_entities, empty_graph
 from engine.graph.published import PublishedRelations
+from engine.relate.features import DEFAULT_FEATURE_LAG, BoxHistory, pair_features
+from engine.relate.pairs import PairStore, select_pairs
 from engine.relate.relation_filter import UPDATED, RelationFilter
+from engine.stage_timer import StageTimer
 from engine.track.tracker import Tracker
 from engine.types import Detections, GraphDelta, Relation, SceneGraph, Tracks
 from engine.vocab import Vocabulary
@@ -78,7 +79,7 @@ class Engine:
             self.lag, window, d_model = info.feature_lag, info.window, info.d_model
         else:
             self.predicates = Vocabulary("predicates", ())
-            self.lag, window, d_model = 5, 2, 1
+            self.lag, window, d_model = DEFAULT_FEATURE_LAG, 2, 1  # tracker-only: no pair state is used
         p = cfg.pairs
         self._window, self._d_model = window, d_model
         self.tracker = Tracker(cfg.tracker)
@@ -126,52 +127,65 @@ class Engine:
     # ------------------------------------------------------------------------------------------ step
     def step(self, frame, t: float) -> StepResult:
         """One frame at time ``t`` (s, strictly increasing): ``frame`` is Detections, or an (H, W, 3) uint8 image
-        when a detector is configured. Returns the graph delta, lifecycle changes and per-stage timings (ms)."""
-        tm = {}
-        c0 = time.perf_counter()
-        if isinstance(frame, Detections):
-            dets = frame
-        elif isinstance(frame, np.ndarray) and self.detector is not None:
-            dets = self.detector.detect(frame)
-            self.image_wh = (frame.shape[1], frame.shape[0])
-        else:
-            raise TypeError("frame: expected engine.types.Detections"
-                            + (" or an image array" if self.detector is not None else
-                               " (no detector is configured, so images cannot be used)"))
+        when a detector is configured. Returns the graph delta, lifecycle changes and per-stage timings (ms).
+
+        Bad input (wrong type, a time that does not increase, a label outside the vocabulary) raises before any
+        engine state changes, also before the detector runs."""
+        timer = StageTimer(STAGES)
+        t = self._check_time(t)
+        image_wh = self.image_wh
+        with timer.stage("detector"):
+            if isinstance(frame, Detections):
+                dets = frame
+            elif isinstance(frame, np.ndarray) and self.detector is not None:
+                dets = self.detector.detect(frame)
+                image_wh = (frame.shape[1], frame.shape[0])
+            else:
+                raise TypeError("frame: expected engine.types.Detections"
+                                + (" or an image array" if self.detector is not None else
+                                   " (no detector is configured, so images cannot be used)"))
         if len(dets) and int(dets.labels.max()) >= len(self.objects):
             raise ValueError(f"labels: index {int(dets.labels.max())} is outside the object vocabulary "
                              f"'{self.objects.name}' ({len(self.objects)} labels)")
-        c1 = time.perf_counter()
-        tracks = self.tracker.step(dets, t)   # validates t; raises before any engine state changes
-        c2 = time.perf_counter()
-        tm["detector"], tm["tracker"] = (c1 - c0) * 1e3, (c2 - c1) * 1e3
-        self._t = t
+        with timer.stage("tracker"):
+            tracks = self.tracker.step(dets, t)   # validates t again; raises before any engine state changes
+        self._t, self.image_wh = t, image_wh
 
         changes = self._forget_dead_tracks(t)
         entities = self._entities(tracks, t)
         slots = self._slots_for(tracks.ids)
         self.history.push(slots, tracks.boxes_xyxy, t)
-        observed, ch = self._relations(tracks, slots, t, tm)
+        observed, ch = self._relations(tracks, slots, t, timer)
         changes += ch
 
-        c5 = time.perf_counter()
-        # on the wire's fixed-point grid, so that every subscriber holds exactly the graph published here
-        ents = {i: quantize_entity(e) for i, e in entities_from_tracks(entities, self.objects, self._first_seen,
-                                                                        t).items()}
-        g = self.cfg.graph
-        up_e, rm_e = diff_entities(self.published.entities, ents, g.box_tolerance_px, g.score_tolerance)
-        up_r, rm_r = self._pub.delta(self.store.subject_ids, self.store.object_ids, self.filter.active,
-                                     self.filter.smoothed, self.filter.start_time,
-                                     np.fromiter(ents, np.int64, len(ents)), self.predicates.names,
-                                     g.score_tolerance, observed_rows=observed)
-        delta = GraphDelta(self.epoch, self.published.seq + 1, float(t), up_e, rm_e, up_r, rm_r)
-        held = self.published.relations
-        changes += [RelationChange(UPDATED, r.subject_id, r.predicate, r.object_id, float(t), r.start_time, r.score,
-                                   r.uncertainty) for r in up_r if r.key in held]
-        self.published = apply(self.published, delta)
-        tm["graph"] = (time.perf_counter() - c5) * 1e3
-        tm["total"] = (time.perf_counter() - c0) * 1e3
-        return StepResult(delta, self.published, tuple(changes), tm, len(observed))
+        with timer.stage("graph"):
+            # on the wire's fixed-point grid, so that every subscriber holds exactly the graph published here
+            ents = {i: quantize_entity(e) for i, e in entities_from_tracks(entities, self.objects, self._first_seen,
+                                                                            t).items()}
+            g = self.cfg.graph
+            up_e, rm_e = diff_entities(self.published.entities, ents, g.box_tolerance_px, g.score_tolerance)
+            up_r, rm_r = self._pub.delta(self.store.subject_ids, self.store.object_ids, self.filter.active,
+                                         self.filter.smoothed, self.filter.start_time,
+                                         np.fromiter(ents, np.int64, len(ents)), self.predicates.names,
+                                         g.score_tolerance, observed_rows=observed)
+            delta = GraphDelta(self.epoch, self.published.seq + 1, float(t), up_e, rm_e, up_r, rm_r)
+            held = self.published.relations
+            changes += [RelationChange(UPDATED, r.subject_id, r.predicate, r.object_id, float(t), r.start_time,
+                                       r.score, r.uncertainty) for r in up_r if r.key in held]
+            self.published = apply(self.published, delta)
+        return StepResult(delta, self.published, tuple(changes), timer.ms(), len(observed))
+
+    def _check_time(self, t) -> float:
+        """``t`` as float seconds, or TypeError/ValueError naming ``t`` if it is not a finite number greater than
+        the previous frame's."""
+        if isinstance(t, bool) or not isinstance(t, numbers.Real):
+            raise TypeError(f"t: expected a real number (seconds), got {type(t).__name__}")
+        t = float(t)
+        if not math.isfinite(t):
+            raise ValueError(f"t: must be finite, got {t}")
+        if self._t is not None and t <= self._t:
+            raise ValueError(f"t: must increase strictly, got {t} after {self._t}")
+        return t
 
     # ------------------------------------------------------------------------------------------ internals
     def _forget_dead_tracks(self, t: float) -> list[RelationChange]:
@@ -225,31 +239,29 @@ class Engine:
             out[k] = s
         return out
 
-    def _relations(self, tracks: Tracks, slots: np.ndarray, t: float, tm: dict):
+    def _relations(self, tracks: Tracks, slots: np.ndarray, t: float, timer: StageTimer):
         """Score the pairs of tracks observed in this frame and update the filter; returns (their pair-store rows,
         lifecycle changes)."""
-        c0 = time.perf_counter()
         if self.backend is None or len(tracks) < 2 or self.cfg.pairs.max_pairs == 0:
-            tm.update(pairs=0.0, features=0.0, model=0.0, filter=0.0)
             return np.zeros(0, np.int64), []
-        si, oi = select_pairs(tracks.boxes_xyxy, self.cfg.pairs.max_pairs)
-        evicted = self.store.rows_to_evict(tracks.ids[si], tracks.ids[oi])
-        changes = self._changes(self.filter.end_rows(evicted, t)) if len(evicted) else []
-        self.store.release(evicted)
-        rows = self.store.rows_for(tracks.ids[si], tracks.ids[oi], t)
-        c1 = time.perf_counter()
-        past, dt = self.history.past(slots, t)
-        b = tracks.boxes_xyxy
-        feats = pair_features(b[si], b[oi], past[si], past[oi], dt[si], dt[oi], self.image_wh)
-        c2 = time.perf_counter()
-        window, valid, prev = self.store.state(rows)
-        scores, (window, valid, prev) = self.backend.step(
-            (feats, tracks.labels[si].astype(np.int64), tracks.labels[oi].astype(np.int64)), (window, valid, prev))
-        self.store.write(rows, window, valid, prev)
-        c3 = time.perf_counter()
-        changes += self._changes(self.filter.update(rows, scores, t))
-        c4 = time.perf_counter()
-        tm.update(pairs=(c1 - c0) * 1e3, features=(c2 - c1) * 1e3, model=(c3 - c2) * 1e3, filter=(c4 - c3) * 1e3)
+        with timer.stage("pairs"):
+            si, oi = select_pairs(tracks.boxes_xyxy, self.cfg.pairs.max_pairs)
+            evicted = self.store.rows_to_evict(tracks.ids[si], tracks.ids[oi])
+            changes = self._changes(self.filter.end_rows(evicted, t)) if len(evicted) else []
+            self.store.release(evicted)
+            rows = self.store.rows_for(tracks.ids[si], tracks.ids[oi], t)
+        with timer.stage("features"):
+            past, dt = self.history.past(slots, t)
+            b = tracks.boxes_xyxy
+            feats = pair_features(b[si], b[oi], past[si], past[oi], dt[si], dt[oi], self.image_wh)
+        with timer.stage("model"):
+            window, valid, prev = self.store.state(rows)
+            scores, (window, valid, prev) = self.backend.step(
+                (feats, tracks.labels[si].astype(np.int64), tracks.labels[oi].astype(np.int64)),
+                (window, valid, prev))
+            self.store.write(rows, window, valid, prev)
+        with timer.stage("filter"):
+            changes += self._changes(self.filter.update(rows, scores, t))
         return rows, changes
 
     def current_relations(self) -> list[Relation]:

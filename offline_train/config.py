@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from engine.config import ConfigError, apply_overrides, from_dict, load_yaml
+from engine.relate.features import DEFAULT_FEATURE_LAG
 from offline_train.data.registry import DatasetConfig
 from offline_train.models import ModelConfig
 
@@ -38,7 +39,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    feature_lag: int = 5         # observations back for motion features (engine.relate.features.BoxHistory lag)
+    feature_lag: int = DEFAULT_FEATURE_LAG  # observations back for motion features (engine.relate.features.BoxHistory)
 
 
 # Named variants are data (house style 7). Values are overrides on top of the dataclass defaults.

@@ -15,16 +15,15 @@ from engine.backends import load_relation_backend
 from engine.backends.base import RelationInputs, RelationState
 from engine.config import RelationBackendConfig
 from engine.vocab import Vocabulary
+from offline_train.stepper import LoadedModel, read_prior
 
 
 def load_backend_stepper(path: str | Path, backend: str = "auto"):
-    """LoadedModel (offline_train.eval_run) for a .onnx / .engine file or a directory holding relation.onnx.
+    """LoadedModel (offline_train.stepper) for a .onnx / .engine file or a directory holding relation.onnx.
 
     Pair counts above the backend's max_pairs are scored in chunks, so long videos with many entities still run.
     Raises engine.relate.relation_io.ModelFileError for a missing or mismatched model file or side-car.
     """
-    from offline_train.eval_run import LoadedModel, _prior
-
     rb = load_relation_backend(RelationBackendConfig(model_path=str(path), backend=backend))
     info = rb.info
     chunk = rb.max_pairs
@@ -47,4 +46,4 @@ def load_backend_stepper(path: str | Path, backend: str = "auto"):
     here = info.path.parent
     prior_dir = here if (here / "prior.npy").is_file() else here / "checkpoint"
     return LoadedModel(f"{rb.name}:{info.path}", step, init, objects, predicates, info.feature_lag,
-                       _prior(prior_dir, len(objects), len(predicates)))
+                       read_prior(prior_dir, len(objects), len(predicates)))

@@ -1,75 +1,15 @@
 """`vsgg eval` implementation: load a model as a stepper, map labels, score videos, compare with baselines."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
-
 import numpy as np
 from tqdm import tqdm
 
-from engine.vocab import Vocabulary
+from engine.io.vidvrd import load_vidvrd
 from offline_train.data.label_map import LabelMap, remap_annotation
 from offline_train.data.vidvrd_dataset import find_annotation_files
-from engine.io.vidvrd import load_vidvrd
 from offline_train.evaluate import (MergeConfig, evaluate_videos, frequency_prior_scores, merge_instances,
                                     score_video, write_outputs)
-
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "engine" / "models" / "default"
-
-
-@dataclass
-class LoadedModel:
-    name: str
-    step: Callable
-    init_state: Callable[[int], tuple]
-    objects: Vocabulary
-    predicates: Vocabulary
-    lag: int
-    prior: np.ndarray | None      # (C_obj, C_obj, C_pred) frequency prior from the training data, if shipped
-
-
-def _prior(path: Path, n_obj: int, n_pred: int) -> np.ndarray | None:
-    f = path / "prior.npy"
-    if not f.is_file():
-        return None
-    prior = np.load(f, allow_pickle=False)
-    if prior.shape != (n_obj, n_obj, n_pred):
-        raise ValueError(f"{f}: shape {prior.shape} does not match the model vocabularies")
-    return prior
-
-
-def load_torch_stepper(path: str | Path) -> LoadedModel:
-    import torch
-
-    from offline_train.train import load_model
-    # one step is a few small matmuls: extra threads only add synchronisation (and fight other processes)
-    torch.set_num_threads(1)
-    model, meta = load_model(path)
-
-    def step(feats, sl, ol, state):
-        with torch.no_grad():
-            scores, *new = model.forward_step(torch.from_numpy(feats), torch.from_numpy(sl).long(),
-                                              torch.from_numpy(ol).long(), *(torch.from_numpy(s) for s in state))
-        return scores.numpy(), tuple(n.numpy() for n in new)
-
-    def init(p):
-        return tuple(s.numpy() for s in model.initial_state(p))
-
-    objects, predicates = Vocabulary("objects", meta.objects), Vocabulary("predicates", meta.predicates)
-    return LoadedModel(f"torch:{path}", step, init, objects, predicates, int(meta.config["feature_lag"]),
-                       _prior(Path(path), len(objects), len(predicates)))
-
-
-def load_stepper(path: str | Path | None) -> LoadedModel:
-    """A checkpoint directory (checkpoint.json) runs in torch; anything else goes through engine.backends."""
-    p = Path(path) if path is not None else DEFAULT_MODEL_DIR / "checkpoint"
-    if (p / "checkpoint.json").is_file():
-        return load_torch_stepper(p)
-    if not p.exists():
-        raise FileNotFoundError(f"model not found: {p}")
-    from offline_train.eval_backend import load_backend_stepper
-    return load_backend_stepper(p)
+from offline_train.stepper import load_stepper
 
 
 def run_eval(model_path, vidvrd_paths, out, report_path, *, predicate_map="", category_map="", unknown="error",

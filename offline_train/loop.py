@@ -2,13 +2,24 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from offline_train.clips import VideoClip
+from offline_train.config import OptimConfig
 from offline_train.losses import relation_loss
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """How predicates are scored: groups ((name, 'sigmoid' | 'softmax', predicate indices), ...) and the sigmoid
+    groups' positive weight (a number, or a (C,) tensor per predicate; offline_train.losses.relation_loss)."""
+
+    groups: tuple
+    pos_weight: float | torch.Tensor = 1.0
 
 
 def clip_tensors(c: VideoClip, device="cpu"):
@@ -25,11 +36,12 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
-def train_one_epoch(model, clips: list[VideoClip], optimizer, rng: np.random.Generator, *, groups, clip_len: int,
-                    videos_per_step: int, pos_weight: float, grad_clip: float, step: int, total_steps: int,
-                    base_lr: float, warmup: int, epoch: int, progress: bool = True) -> tuple[dict, int]:
-    """One pass over ``clips`` in random order, a random crop of ``clip_len`` frames each, ``videos_per_step`` videos
-    per optimizer step. Returns (mean losses, new global step)."""
+def train_one_epoch(model, clips: list[VideoClip], optimizer, rng: np.random.Generator, optim: OptimConfig,
+                    loss: LossSpec, step: int, total_steps: int, epoch: int, progress: bool = True) -> tuple[dict, int]:
+    """One pass over ``clips`` in random order, a random crop of ``optim.clip_len`` frames each,
+    ``optim.videos_per_step`` videos per optimizer step; the learning rate follows ``lr_at`` from global ``step`` of
+    ``total_steps``. Returns (mean losses, new global step)."""
+    clip_len, videos_per_step = optim.clip_len, optim.videos_per_step
     model.train()
     order = rng.permutation(len(clips))
     sums: dict[str, float] = {}
@@ -37,7 +49,7 @@ def train_one_epoch(model, clips: list[VideoClip], optimizer, rng: np.random.Gen
     bar = tqdm(range(0, len(order), videos_per_step), desc=f"epoch {epoch}", disable=not progress, leave=False)
     for b in bar:
         for g in optimizer.param_groups:
-            g["lr"] = lr_at(step, total_steps, base_lr, warmup)
+            g["lr"] = lr_at(step, total_steps, optim.lr, optim.warmup_steps)
         optimizer.zero_grad(set_to_none=True)
         batch = [clips[i] for i in order[b:b + videos_per_step]]
         for c in batch:
@@ -46,12 +58,13 @@ def train_one_epoch(model, clips: list[VideoClip], optimizer, rng: np.random.Gen
             if start is None:
                 continue  # no frame of this video has two entities at once: nothing to learn from
             feats, sl, ol, present, targets = clip_tensors(c.crop(start, clip_len))
-            losses = relation_loss(model.forward_clip(feats, sl, ol, present), targets, present, groups, pos_weight)
+            losses = relation_loss(model.forward_clip(feats, sl, ol, present), targets, present, loss.groups,
+                                   loss.pos_weight)
             (losses["loss"] / len(batch)).backward()
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n += 1
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
         optimizer.step()
         step += 1
         if n:
@@ -78,7 +91,7 @@ def _crop_with_pairs(c: VideoClip, start: int, clip_len: int) -> int | None:
 
 
 @torch.no_grad()
-def evaluate(model, clips: list[VideoClip], *, groups, pos_weight: float, k: int = 5) -> dict:
+def evaluate(model, clips: list[VideoClip], loss: LossSpec, k: int = 5) -> dict:
     """Validation loss and a frame-level ranking metric on whole videos.
 
     mean_recall@k: for each predicate, the fraction of its positive (pair, frame)s where it is among the pair's
@@ -95,7 +108,7 @@ def evaluate(model, clips: list[VideoClip], *, groups, pos_weight: float, k: int
         if not present.any():
             continue
         logits = model.forward_clip(feats, sl, ol, present)
-        loss_sum += float(relation_loss(logits, targets, present, groups, pos_weight)["loss"])
+        loss_sum += float(relation_loss(logits, targets, present, loss.groups, loss.pos_weight)["loss"])
         n += 1
         lg, tg = logits[present], targets[present]                 # (N, C)
         if hits is None:

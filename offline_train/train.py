@@ -16,9 +16,9 @@ from offline_train.checkpoint import (CheckpointError, CheckpointMeta, load_opti
 from offline_train.clips import feature_stats, make_clip, predicate_pos_weights
 from offline_train.config import TrainConfig
 from offline_train.data.registry import dataset_vocabularies, load_dataset, predicate_groups
-from offline_train.embeddings import embed_names
+from offline_train.embeddings import EMBED_DIM, embed_names
 from offline_train.evaluate import frequency_prior
-from offline_train.loop import evaluate, train_one_epoch
+from offline_train.loop import LossSpec, evaluate, train_one_epoch
 from offline_train.models import MODEL_VERSION, build_model
 from offline_train.plots import plot_losses, plot_predicate_recall
 
@@ -59,7 +59,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     if not train_clips or not val_clips:
         raise ValueError("train_data and val_data must each hold at least one video")
     groups = head_groups(cfg.train_data)
-    pos_weight = torch.from_numpy(predicate_pos_weights(train_clips, cfg.optim.pos_weight, cfg.optim.balance))
+    loss_spec = LossSpec(groups, torch.from_numpy(predicate_pos_weights(train_clips, cfg.optim.pos_weight,
+                                                                       cfg.optim.balance)))
 
     prior = frequency_prior(train_anns, objects, predicates)  # the baseline `vsgg eval` compares against
     model = build_model(cfg.model, train_clips[0].feats.shape[-1], embed_names(objects.names),
@@ -92,12 +93,9 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     total = steps_per_epoch * cfg.optim.epochs
     for epoch in range(start_epoch, cfg.optim.epochs):
         rng = np.random.default_rng([cfg.run.seed, epoch])  # per-epoch stream: resuming replays the same order
-        losses, step = train_one_epoch(
-            model, train_clips, opt, rng, groups=groups, clip_len=cfg.optim.clip_len,
-            videos_per_step=cfg.optim.videos_per_step, pos_weight=pos_weight, grad_clip=cfg.optim.grad_clip,
-            step=step, total_steps=total, base_lr=cfg.optim.lr, warmup=cfg.optim.warmup_steps, epoch=epoch + 1,
-            progress=prog)
-        ev = evaluate(model, val_clips, groups=groups, pos_weight=pos_weight, k=cfg.run.eval_k)
+        losses, step = train_one_epoch(model, train_clips, opt, rng, cfg.optim, loss_spec, step, total, epoch + 1,
+                                       progress=prog)
+        ev = evaluate(model, val_clips, loss_spec, k=cfg.run.eval_k)
         per_pred = {predicates.names[i]: v for i, v in ev.pop("per_predicate_recall").items()}
         row = {"epoch": epoch + 1, "step": step, "time_s": round(time.time() - t0, 1), **losses, **ev}
         meta.history.append(row)
@@ -135,7 +133,8 @@ def load_model(path: str | Path, device: str = "cpu"):
         raise CheckpointError(f"{path}: model version {meta.model_version}, this code builds version {MODEL_VERSION}")
     cfg = from_dict(TrainConfig, meta.config)
     n_obj, n_pred = len(meta.objects), len(meta.predicates)
-    model = build_model(cfg.model, meta.num_features, torch.zeros(n_obj, 384), torch.zeros(n_pred, 384), meta.groups)
+    model = build_model(cfg.model, meta.num_features, torch.zeros(n_obj, EMBED_DIM), torch.zeros(n_pred, EMBED_DIM),
+                        meta.groups)
     try:
         model.load_state_dict(load_weights(path))
     except RuntimeError as e:

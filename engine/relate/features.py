@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# Observations back for the motion features when a model does not say otherwise; training's feature_lag default.
+DEFAULT_FEATURE_LAG = 5
+
 FEATURE_NAMES = (
     # absolute layout of both boxes, normalised by the image size
     "s_cx", "s_cy", "s_w", "s_h", "o_cx", "o_cy", "o_w", "o_h",

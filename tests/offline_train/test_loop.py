@@ -5,7 +5,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from offline_train.clips import VideoClip  # noqa: E402
-from offline_train.loop import _crop_with_pairs, train_one_epoch  # noqa: E402
+from offline_train.config import OptimConfig  # noqa: E402
+from offline_train.loop import LossSpec, _crop_with_pairs, train_one_epoch  # noqa: E402
 from offline_train.train import load_model  # noqa: E402
 
 
@@ -32,5 +33,5 @@ def test_epoch_without_any_pair_is_a_clear_error(tiny_run):
     opt = torch.optim.AdamW(model.parameters())
     with pytest.raises(ValueError, match="no pair to train on"):
         train_one_epoch(model, [clip([], f=f, c=len(meta.predicates))], opt, np.random.default_rng(0),
-                        groups=meta.groups, clip_len=32, videos_per_step=1, pos_weight=1.0, grad_clip=1.0, step=0,
-                        total_steps=1, base_lr=1e-3, warmup=0, epoch=1, progress=False)
+                        OptimConfig(clip_len=32, videos_per_step=1, warmup_steps=0), LossSpec(meta.groups), step=0,
+                        total_steps=1, epoch=1, progress=False)
