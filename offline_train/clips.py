@@ -34,10 +34,24 @@ class VideoClip:
     def num_frames(self) -> int:
         return int(self.feats.shape[0])
 
-    def crop(self, start: int, length: int) -> "VideoClip":
+    def crop(self, start: int, length: int, max_pairs: int = 0) -> "VideoClip":
+        """Frames [start, start + length); ``max_pairs`` is accepted for the SparseClip interface and ignored (a
+        dense clip holds every ordered pair of a short video)."""
         s = slice(start, start + length)
         return VideoClip(self.video_id, self.feats[s], self.present[s], self.subj, self.obj, self.subj_label,
                          self.obj_label, self.targets[s])
+
+    def frames_with_pairs(self) -> np.ndarray:
+        """(T,) bool: frames where at least one pair is present."""
+        return self.present.any(1)
+
+    def observed(self) -> tuple[np.ndarray, np.ndarray]:
+        """(feats (N, F), targets (N, C)) of every present pair-frame."""
+        return self.feats[self.present], self.targets[self.present]
+
+    def windows(self, length: int = 0, max_pairs: int = 0):
+        """The whole clip as one window (short videos are validated in one piece)."""
+        yield self
 
 
 def make_clip(ann: VideoAnnotation, objects: Vocabulary, predicates: Vocabulary, lag: int) -> VideoClip:
@@ -52,7 +66,7 @@ def make_clip(ann: VideoAnnotation, objects: Vocabulary, predicates: Vocabulary,
 
 def feature_stats(clips: list[VideoClip]) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std (F,) of the features over every present pair-frame (std floored so constants stay finite)."""
-    rows = [c.feats[c.present] for c in clips if c.present.any()]
+    rows = [f for f in (c.observed()[0] for c in clips) if len(f)]
     if not rows:
         raise ValueError("no present pair in the training data: cannot compute feature statistics")
     x = np.concatenate(rows).astype(np.float64)
@@ -62,7 +76,7 @@ def feature_stats(clips: list[VideoClip]) -> tuple[np.ndarray, np.ndarray]:
 def predicate_pos_weights(clips: list[VideoClip], base: float, balance: float) -> np.ndarray:
     """(C,) positive weights: ``base * (median / count_c) ** balance`` over predicates that occur, clipped to
     [base / 4, base * 8]; predicates that never occur get ``base``."""
-    counts = sum(c.targets[c.present].sum(0).astype(np.float64) for c in clips)
+    counts = sum(c.observed()[1].sum(0).astype(np.float64) for c in clips)
     w = np.full(len(counts), base, np.float64)
     seen = counts > 0
     if balance > 0 and seen.any():

@@ -21,6 +21,13 @@ class OptimConfig:
     pos_weight: float = 3.0      # up-weights the rare positives of sigmoid predicate groups
     balance: float = 0.5         # per-predicate positive weight *= (median count / count) ** balance, clipped to
                                  # [1/4, 8]: rare predicates count more (0 = off)
+    crops_per_video: int = 1     # random crops of each training video per epoch
+    max_pairs: int = 0           # pairs per training crop of a long video, nearest first as the engine keeps them
+                                 # (0 = all co-present pairs)
+
+    def __post_init__(self):
+        if self.crops_per_video < 1 or self.max_pairs < 0 or self.clip_len < 2 or self.videos_per_step < 1:
+            raise ConfigError("optim: crops_per_video >= 1, max_pairs >= 0, clip_len >= 2, videos_per_step >= 1")
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,7 @@ class RunConfig:
     threads: int = 0             # torch intra-op threads; 0 = torch's default
     progress: bool = True
     eval_k: int = 5
+    val_window: int = 256        # long validation videos are scored in windows of this many frames
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,12 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     feature_lag: int = DEFAULT_FEATURE_LAG  # observations back for motion features (engine.relate.features.BoxHistory)
+    clip_store: str = "auto"     # 'dense' VideoClip (all ordered pairs x all frames), 'sparse' SparseClip (present
+                                 # pair-frames only), 'auto' = sparse for meva, dense otherwise
+
+    def __post_init__(self):
+        if self.clip_store not in ("auto", "dense", "sparse"):
+            raise ConfigError(f"clip_store must be 'auto', 'dense' or 'sparse', got {self.clip_store!r}")
 
 
 # Named variants are data (house style 7). Values are overrides on top of the dataclass defaults.

@@ -43,7 +43,7 @@ def train_one_epoch(model, clips: list[VideoClip], optimizer, rng: np.random.Gen
     ``total_steps``. Returns (mean losses, new global step)."""
     clip_len, videos_per_step = optim.clip_len, optim.videos_per_step
     model.train()
-    order = rng.permutation(len(clips))
+    order = rng.permutation(np.repeat(np.arange(len(clips)), optim.crops_per_video))
     sums: dict[str, float] = {}
     n = 0
     bar = tqdm(range(0, len(order), videos_per_step), desc=f"epoch {epoch}", disable=not progress, leave=False)
@@ -57,7 +57,7 @@ def train_one_epoch(model, clips: list[VideoClip], optimizer, rng: np.random.Gen
             start = _crop_with_pairs(c, start, clip_len)
             if start is None:
                 continue  # no frame of this video has two entities at once: nothing to learn from
-            feats, sl, ol, present, targets = clip_tensors(c.crop(start, clip_len))
+            feats, sl, ol, present, targets = clip_tensors(c.crop(start, clip_len, optim.max_pairs))
             losses = relation_loss(model.forward_clip(feats, sl, ol, present), targets, present, loss.groups,
                                    loss.pos_weight)
             (losses["loss"] / len(batch)).backward()
@@ -80,7 +80,7 @@ def _crop_with_pairs(c: VideoClip, start: int, clip_len: int) -> int | None:
     crop centred on the nearest such frame (deterministic: the random stream, hence seeded runs, is unchanged);
     None when the video has no such frame. Videos where entities rarely co-occur (real annotations) would otherwise
     lose most of their crops."""
-    has = c.present.any(1)
+    has = c.frames_with_pairs()
     if has[start:start + clip_len].any():
         return start
     frames = np.flatnonzero(has)
@@ -91,19 +91,21 @@ def _crop_with_pairs(c: VideoClip, start: int, clip_len: int) -> int | None:
 
 
 @torch.no_grad()
-def evaluate(model, clips: list[VideoClip], loss: LossSpec, k: int = 5) -> dict:
+def evaluate(model, clips: list[VideoClip], loss: LossSpec, k: int = 5, window: int = 256, max_pairs: int = 0) -> dict:
     """Validation loss and a frame-level ranking metric on whole videos.
 
     mean_recall@k: for each predicate, the fraction of its positive (pair, frame)s where it is among the pair's
     top-k predicted predicates, averaged over predicates that occur. precision@1: fraction of labelled
     (pair, frame)s whose top-1 predicted predicate is a true one. The official VidVRD metrics are in `vsgg eval`.
+    Long videos (SparseClip) are scored in consecutive windows of ``window`` frames of at most ``max_pairs`` pairs,
+    each from an empty model state; short ones (VideoClip) whole.
     """
     model.eval()
     loss_sum, n = 0.0, 0
     hits = None
     counts = None
     p1_hit = p1_n = 0
-    for c in clips:
+    for c in (w for clip in clips for w in clip.windows(window, max_pairs)):
         feats, sl, ol, present, targets = clip_tensors(c)
         if not present.any():
             continue

@@ -17,9 +17,9 @@ from offline_train.clips import feature_stats, make_clip, predicate_pos_weights
 from offline_train.config import TrainConfig
 from offline_train.data.registry import dataset_vocabularies, load_dataset, predicate_groups
 from offline_train.embeddings import EMBED_DIM, embed_names
-from offline_train.evaluate import frequency_prior
 from offline_train.loop import LossSpec, evaluate, train_one_epoch
 from offline_train.models import MODEL_VERSION, build_model
+from offline_train.sparse_clips import clip_prior, make_sparse_clip
 from offline_train.plots import plot_losses, plot_predicate_recall
 
 
@@ -33,8 +33,15 @@ def head_groups(data_cfg):
     return tuple((name, "softmax" if name == "attention" else "sigmoid", tuple(idx)) for name, idx in groups.items())
 
 
-def build_clips(anns, objects: Vocabulary, predicates: Vocabulary, lag: int, desc: str, progress: bool):
-    return [make_clip(a, objects, predicates, lag) for a in tqdm(anns, desc=desc, disable=not progress, leave=False)]
+def build_clips(anns, objects: Vocabulary, predicates: Vocabulary, lag: int, desc: str, progress: bool,
+                sparse: bool = False):
+    """Training clips of ``anns``: dense VideoClips, or SparseClips (present pair-frames only) for long videos."""
+    make = make_sparse_clip if sparse else make_clip
+    return [make(a, objects, predicates, lag) for a in tqdm(anns, desc=desc, disable=not progress, leave=False)]
+
+
+def uses_sparse_clips(cfg: TrainConfig) -> bool:
+    return cfg.clip_store == "sparse" or (cfg.clip_store == "auto" and cfg.train_data.kind == "meva")
 
 
 def train(cfg: TrainConfig, resume: bool = True) -> Path:
@@ -54,15 +61,17 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         raise ValueError("train_data and val_data use different vocabularies")
     lag, prog = cfg.feature_lag, cfg.run.progress
     train_anns = load_dataset(cfg.train_data, prog)
-    train_clips = build_clips(train_anns, objects, predicates, lag, "features (train)", prog)
-    val_clips = build_clips(load_dataset(cfg.val_data, prog), objects, predicates, lag, "features (val)", prog)
+    sparse = uses_sparse_clips(cfg)
+    train_clips = build_clips(train_anns, objects, predicates, lag, "features (train)", prog, sparse)
+    val_clips = build_clips(load_dataset(cfg.val_data, prog), objects, predicates, lag, "features (val)", prog,
+                            sparse)
     if not train_clips or not val_clips:
         raise ValueError("train_data and val_data must each hold at least one video")
     groups = head_groups(cfg.train_data)
     loss_spec = LossSpec(groups, torch.from_numpy(predicate_pos_weights(train_clips, cfg.optim.pos_weight,
                                                                        cfg.optim.balance)))
 
-    prior = frequency_prior(train_anns, objects, predicates)  # the baseline `vsgg eval` compares against
+    prior = clip_prior(train_clips, len(objects), len(predicates))  # the baseline `vsgg eval` compares against
     model = build_model(cfg.model, train_clips[0].feats.shape[-1], embed_names(objects.names),
                         embed_names(predicates.names), groups)
     mean, std = feature_stats(train_clips)
@@ -95,7 +104,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         rng = np.random.default_rng([cfg.run.seed, epoch])  # per-epoch stream: resuming replays the same order
         losses, step = train_one_epoch(model, train_clips, opt, rng, cfg.optim, loss_spec, step, total, epoch + 1,
                                        progress=prog)
-        ev = evaluate(model, val_clips, loss_spec, k=cfg.run.eval_k)
+        ev = evaluate(model, val_clips, loss_spec, k=cfg.run.eval_k, window=cfg.run.val_window,
+                      max_pairs=cfg.optim.max_pairs)
         per_pred = {predicates.names[i]: v for i, v in ev.pop("per_predicate_recall").items()}
         row = {"epoch": epoch + 1, "step": step, "time_s": round(time.time() - t0, 1), **losses, **ev}
         meta.history.append(row)
