@@ -167,11 +167,12 @@ def add_parser(parser: argparse.ArgumentParser):
     parser.description = "Relation-model step latency: torch eager vs the exported model (onnxruntime / TensorRT)."
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="checkpoint directory; default: the shipped model's checkpoint, else random weights")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where torch and ONNX Runtime run (cuda needs a GPU and onnxruntime-gpu)")
     parser.add_argument("--pairs", type=int, nargs="+", default=list(DEFAULT_PAIRS), help="pairs per step")
     parser.add_argument("--steps", type=int, default=200, help="timed steps per pair count")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch and onnxruntime")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random pair inputs")
     return run
 
 

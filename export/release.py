@@ -36,8 +36,10 @@ def add_parser(parser: argparse.ArgumentParser):
     parser.add_argument("--heldout-videos", type=int, default=100, help="held-out synthetic videos to evaluate on")
     parser.add_argument("--max-pairs", type=int, default=2048, help="largest pair count per step of the export")
     parser.add_argument("--vidor", type=Path, default=VIDOR / "3598080384.json", help="real VidOR annotation file")
-    parser.add_argument("--predicate-map", type=Path, default=VIDOR / "predicate_map.yaml")
-    parser.add_argument("--category-map", type=Path, default=VIDOR / "category_map.yaml")
+    parser.add_argument("--predicate-map", type=Path, default=VIDOR / "predicate_map.yaml",
+                        help="VidOR -> model predicate map for the VidOR fixture measurement")
+    parser.add_argument("--category-map", type=Path, default=VIDOR / "category_map.yaml",
+                        help="VidOR -> model category map for the VidOR fixture measurement")
     return run
 
 

@@ -21,7 +21,7 @@ def add_parser(parser: argparse.ArgumentParser):
     parser.add_argument("--category-map", default="", help="YAML/JSON {dataset category: model category}")
     parser.add_argument("--unknown", choices=("error", "drop"), default="error",
                         help="what to do with labels that are neither mapped nor in the model's vocabulary")
-    parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--no-baselines", action="store_true", help="score the model only (no baseline rows)")
     parser.add_argument("--threshold", type=float, default=None, help="merge threshold (default from MergeConfig)")
     return run
 

@@ -11,7 +11,8 @@ def add_parser(parser: argparse.ArgumentParser):
     parser.add_argument("--config", default=None, help="YAML file with TrainConfig keys")
     parser.add_argument("--preset", default=None, help="named preset: tiny (about a minute) or default")
     parser.add_argument("--no-resume", action="store_true", help="start over even if run.out_dir has a checkpoint")
-    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, e.g. optim.epochs=4 train_data.kind=meva")
     return run
 
 

@@ -253,7 +253,7 @@ def add_parser(parser: argparse.ArgumentParser):
     parser.add_argument("--frames", type=int, default=300, help="timed frames per scene")
     parser.add_argument("--warmup", type=int, default=30, help="untimed frames before the timed ones")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (0 = one per core)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the moving test scenes")
     parser.add_argument("--mot", type=Path, default=TUD_CAMPUS, help="MOTChallenge det.txt for the delta size")
     parser.add_argument("--config", default=None, help="EngineConfig YAML")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="EngineConfig overrides")
