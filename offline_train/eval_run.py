@@ -20,7 +20,13 @@ def run_eval(model_path, vidvrd_paths, out, report_path, *, predicate_map="", ca
              else LabelMap(m.predicates, {}, unknown))
     anns = []
     for f in find_annotation_files(list(vidvrd_paths)):
-        anns.append(remap_annotation(load_vidvrd(f), cats, preds, where=str(f)))
+        try:
+            anns.append(remap_annotation(load_vidvrd(f), cats, preds, where=str(f)))
+        except ValueError as e:
+            if category_map or predicate_map or unknown == "drop":
+                raise
+            raise ValueError(f"{e}. Annotations in another label space (e.g. VidOR) need --category-map and "
+                             "--predicate-map files (tests/data/vidor/*.yaml are examples), or --unknown drop") from e
     merge = MergeConfig() if threshold is None else MergeConfig(threshold=threshold)
 
     def predict_model(ann):

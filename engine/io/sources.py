@@ -160,7 +160,8 @@ class VidvrdReplay:
             if name not in vocab:
                 via = f" (mapped to '{name}')" if c in cmap else ""
                 raise ValueError(f"category '{c}'{via} of video {ann.video_id} is not in vocabulary '{vocab.name}'; "
-                                 "add it to category_map")
+                                 "map it to a vocabulary name with a category map (vsgg run --category-map FILE, "
+                                 "YAML {category: vocabulary name})")
             labels.append(vocab.index(name))
         for name, v in (("jitter", jitter), ("false_positives", false_positives)):
             if isinstance(v, bool) or not (isinstance(v, numbers.Real) and np.isfinite(v) and v >= 0):

@@ -47,6 +47,10 @@ def _seqinfo(det_path: Path) -> dict:
 def _open_mot(arg: str, objects: Vocabulary, options: dict) -> Stream:
     from engine.io.sources import MotDetections
     p = Path(arg)
+    if p.is_dir():
+        raise ValueError(f"source mot:{arg}: is a folder; give the detections file itself (e.g. {p / 'det.txt'})")
+    if not p.is_file():
+        raise FileNotFoundError(f"source mot:{arg}: no such detections file")
     info = _seqinfo(p)
     fps = options.get("fps") or info.get("fps") or 30.0
     wh = options.get("image_wh") or info.get("image_wh")

@@ -248,6 +248,10 @@ def read_model_info(path: str | Path | None, *, objects=None, predicates=None, c
     Raises ModelFileError naming the file and what to do.
     """
     p = resolve_model_path(path)
+    if not p.is_file() and (p.parent / "checkpoint.json").is_file():
+        raise ModelFileError(f"{p.parent} is a training checkpoint, not a model the engine runs: export it with "
+                             f"`vsgg export --checkpoint {p.parent} --onnx OUT/relation.onnx` (or `vsgg release`) "
+                             "and pass --model OUT")
     if not p.is_file():
         raise ModelFileError(f"relation model not found: {p}" + (
             " (the shipped default model is missing; export one with `vsgg export`)" if not path else ""))
