@@ -8,6 +8,11 @@ Merging (per pair and predicate): frames with score >= ``threshold`` form runs; 
 ``max_gap`` frames are joined; runs shorter than ``min_frames`` are dropped. An instance's score is the mean
 per-frame score over its span (bridged gap frames count as 0); its trajectories are the input boxes over the span.
 Each video keeps its ``max_predictions`` best instances.
+
+Ground truth is scored as annotated, as the official VidVRD-helper scorer does: every annotated relation instance
+is one instance, touching, overlapping or duplicated ones included. The only merge is upstream, in
+``offline_train.data.label_map.remap_annotation``: instances of two distinct source predicates that a label map
+collapses into one name, where they overlap or touch. The report says so under ``ground_truth``.
 """
 from __future__ import annotations
 
@@ -25,6 +30,10 @@ from engine.vocab import Vocabulary
 from offline_train.metrics import (RelationDetectionConfig, RelationTaggingConfig, VideoRelation,
                                    evaluate_relation_detection, evaluate_relation_tagging, predictions_to_json,
                                    video_relations_from_annotation)
+
+GROUND_TRUTH_NOTE = ("scored as annotated (VidVRD-helper): no merging of touching, overlapping or duplicate "
+                     "instances; only instances of distinct source predicates that a label map collapses into one "
+                     "name are merged where they overlap or touch")
 
 # stepper(feats (P,F), subj (P,), obj (P,), state tuple of (P, ...) arrays) -> (scores (P, C), new state tuple)
 Stepper = Callable[[np.ndarray, np.ndarray, np.ndarray, tuple], tuple]
@@ -140,6 +149,7 @@ def evaluate_videos(anns: list[VideoAnnotation], predict: Callable[[VideoAnnotat
               "per_predicate_recall@50": per_pred,
               "mean_recall@50": det.get("mR@50", float(np.mean(list(per_pred.values()))) if per_pred else 0.0),
               "n_videos": det.get("n_videos", len(anns)), "n_gt": det.get("n_gt", 0),
+              "ground_truth": GROUND_TRUTH_NOTE,
               "gt_predicates": dict(Counter(r.predicate for rels in gt.values() for r in rels))}
     return report, pred
 

@@ -2,7 +2,8 @@
 
 The semantics are those of VidVRD-helper ``evaluation/visual_relation_detection.py`` (ImageNet-VidVRD; the VidOR
 variant ``video_relation_detection.py`` differs only by ``max_predictions=200``). Instances and vIoU: see
-``offline_train.metrics.vidvrd``.
+``offline_train.metrics.vidvrd``. Ground-truth instances are scored as given (as annotated: two instances of one
+triplet are two instances even when they touch, overlap or coincide); this module never merges them.
 
 Per video with at least one ground-truth instance (videos without any are skipped entirely, as the reference does;
 ground-truth videos missing from the predictions score as having none):

@@ -14,6 +14,14 @@ Conventions (those of VidVRD-helper, which the metrics in ``relation_detection``
 * ``viou_xyxy`` (voluminal IoU) of two trajectories sums the per-frame intersections over the frames the two
   intervals share and divides by the summed areas of **every** frame of both trajectories minus that sum; frames
   outside the overlap count only in the denominator, and disjoint (or merely touching) intervals give 0.
+* Ground truth is scored **as annotated**: every relation instance of the annotation is one instance, even when
+  another instance of the same triplet touches, overlaps or duplicates it (the only merge happens upstream, where a
+  label map collapses two predicate names into one: ``offline_train.data.label_map``).
+* A frame of an instance where the annotation has no box for the subject or the object (the object is out of view)
+  is a **missing box**: a row of NaN. It covers no pixels, so it adds nothing to that trajectory's volume or to any
+  intersection (not in the reference, whose ground-truth builder raises a KeyError there; on every input the
+  reference accepts the two agree). Each trajectory needs at least one box. The official prediction file has a box
+  on every frame, so predictions read from or written to JSON may not have missing boxes.
 
 Sources: ``video_relations_from_annotation`` turns one parsed official annotation (``engine.io.vidvrd``) into ground
 truth, as VidVRD-helper's ``Dataset.get_relation_insts`` does; ``predictions_from_json`` / ``predictions_to_json``
@@ -38,7 +46,8 @@ Triplet = tuple[str, str, str]  # (subject category, predicate, object category)
 
 
 def _trajectory(name: str, value, n_frames: int) -> np.ndarray:
-    """Validate an (n_frames, 4) xyxy pixel trajectory; return a read-only float64 copy."""
+    """Validate an (n_frames, 4) xyxy pixel trajectory (all-NaN rows = missing boxes, at least one box present);
+    return a read-only float64 copy."""
     try:
         a = np.array(value, dtype=np.float64, copy=True)
     except (TypeError, ValueError) as e:
@@ -47,9 +56,13 @@ def _trajectory(name: str, value, n_frames: int) -> np.ndarray:
         raise ValueError(f"{name}: expected shape (T, 4) xyxy boxes, got {a.shape}")
     if len(a) != n_frames:
         raise ValueError(f"{name}: has {len(a)} boxes but the duration holds {n_frames} frames (end exclusive)")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name}: contains NaN or inf")
-    bad = (a[:, 2] < a[:, 0]) | (a[:, 3] < a[:, 1])
+    missing = np.isnan(a).all(1)
+    if not np.isfinite(a[~missing]).all():
+        raise ValueError(f"{name}: contains inf or a partly NaN box (a missing box is a whole row of NaN)")
+    if missing.all():
+        raise ValueError(f"{name}: no box on any frame of the duration (need at least one)")
+    with np.errstate(invalid="ignore"):  # NaN rows compare False
+        bad = (a[:, 2] < a[:, 0]) | (a[:, 3] < a[:, 1])
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"{name}: box {i} has negative width or height ({a[i].tolist()}); expected x1<=x2, y1<=y2")
@@ -63,7 +76,8 @@ class VideoRelation:
 
     triplet:   (subject category, predicate, object category), non-empty strings.
     begin_fid: first frame index (int >= 0). end_fid: one past the last frame (exclusive), > begin_fid.
-    sub_traj:  (end_fid - begin_fid, 4) float64 xyxy pixel boxes of the subject, one per frame; read-only.
+    sub_traj:  (end_fid - begin_fid, 4) float64 xyxy pixel boxes of the subject, one per frame; read-only. A row of
+               NaN is a missing box (no pixels on that frame); at least one row is a box.
     obj_traj:  same for the object.
     score:     ranking confidence, any finite float (ground truth: unused, 1.0 by default).
     """
@@ -127,6 +141,7 @@ def viou_xyxy(traj_a: np.ndarray, begin_a: int, traj_b: np.ndarray, begin_b: int
     """Voluminal IoU of two trajectories (T_a, 4) and (T_b, 4) xyxy pixels starting at frames begin_a / begin_b.
 
     +1-pixel areas; intersections summed over shared frames only; union = both volumes minus the intersection.
+    Rows of NaN (missing boxes) add nothing to either sum.
     """
     end_a, end_b = begin_a + len(traj_a), begin_b + len(traj_b)
     lo, hi = max(begin_a, begin_b), min(end_a, end_b)
@@ -136,9 +151,9 @@ def viou_xyxy(traj_a: np.ndarray, begin_a: int, traj_b: np.ndarray, begin_b: int
     b = traj_b[lo - begin_b: hi - begin_b]
     iw = np.maximum(0.0, np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + 1.0)
     ih = np.maximum(0.0, np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + 1.0)
-    inter = float(np.sum(iw * ih))
-    vol_a = float(np.sum((traj_a[:, 2] - traj_a[:, 0] + 1.0) * (traj_a[:, 3] - traj_a[:, 1] + 1.0)))
-    vol_b = float(np.sum((traj_b[:, 2] - traj_b[:, 0] + 1.0) * (traj_b[:, 3] - traj_b[:, 1] + 1.0)))
+    inter = float(np.nansum(iw * ih))
+    vol_a = float(np.nansum((traj_a[:, 2] - traj_a[:, 0] + 1.0) * (traj_a[:, 3] - traj_a[:, 1] + 1.0)))
+    vol_b = float(np.nansum((traj_b[:, 2] - traj_b[:, 0] + 1.0) * (traj_b[:, 3] - traj_b[:, 1] + 1.0)))
     return inter / (vol_a + vol_b - inter)
 
 
@@ -152,9 +167,20 @@ def _instance_from_json(name: str, r) -> VideoRelation:
     if not isinstance(d, (list, tuple)) or len(d) != 2:
         raise ValueError(f"{name}.duration: expected [begin_fid, end_fid], got {d!r}")
     try:
-        return VideoRelation(r["triplet"], d[0], d[1], r["sub_traj"], r["obj_traj"], r["score"])
+        rel = VideoRelation(r["triplet"], d[0], d[1], r["sub_traj"], r["obj_traj"], r["score"])
     except ValueError as e:
         raise ValueError(f"{name}.{e}") from None
+    _require_every_box(name, rel)
+    return rel
+
+
+def _require_every_box(name: str, rel: VideoRelation) -> None:
+    """The official prediction file has a box on every frame: a null / NaN box there is an error."""
+    for field in ("sub_traj", "obj_traj"):
+        missing = np.flatnonzero(np.isnan(getattr(rel, field)).any(1))
+        if len(missing):
+            raise ValueError(f"{name}.{field}: box {int(missing[0])} is missing (null); the prediction format needs "
+                             "a box on every frame of the duration")
 
 
 def predictions_from_json(data: Mapping) -> dict[str, list[VideoRelation]]:
@@ -173,7 +199,10 @@ def predictions_from_json(data: Mapping) -> dict[str, list[VideoRelation]]:
 
 
 def predictions_to_json(preds: Mapping[str, list[VideoRelation]], version: str = "VERSION 1.0") -> dict:
-    """The official prediction structure for ``preds`` (JSON-serialisable plain Python)."""
+    """The official prediction structure for ``preds`` (JSON-serialisable plain Python); a missing box raises."""
+    for vid, rels in preds.items():
+        for i, r in enumerate(rels):
+            _require_every_box(f"preds['{vid}'][{i}]", r)
     return {"version": version, "results": {
         str(vid): [{"triplet": list(r.triplet), "score": r.score, "duration": [r.begin_fid, r.end_fid],
                     "sub_traj": r.sub_traj.tolist(), "obj_traj": r.obj_traj.tolist()} for r in rels]
@@ -183,16 +212,19 @@ def predictions_to_json(preds: Mapping[str, list[VideoRelation]], version: str =
 def video_relations_from_annotation(ann: VideoAnnotation) -> list[VideoRelation]:
     """Ground-truth relations of one parsed official annotation (``engine.io.vidvrd.load_vidvrd``), in file order.
 
-    Trajectories are the subject's and object's boxes over ``[begin_fid, end_fid)``, as VidVRD-helper's
-    ``Dataset.get_relation_insts`` cuts them; a frame of that span without a box raises a ValueError.
+    One instance per annotated instance, as annotated (no merging). Trajectories are the subject's and object's boxes
+    over ``[begin_fid, end_fid)``, as VidVRD-helper's ``Dataset.get_relation_insts`` cuts them; a frame of that span
+    without a box stays a missing box (NaN row, see the module docstring). A subject or object with no box on any
+    frame of the span raises a ValueError naming the instance.
     """
     out = []
     for i, r in enumerate(ann.relations):
         b, e = r.begin_fid, r.end_fid
         s_col, o_col = ann.column(r.subject_tid), ann.column(r.object_tid)
         sub, obj = ann.boxes[b:e, s_col], ann.boxes[b:e, o_col]
-        if np.isnan(sub).any() or np.isnan(obj).any():
-            raise ValueError(f"video {ann.video_id!r} relation_instances[{i}]: subject tid {r.subject_tid} or object "
-                             f"tid {r.object_tid} has no box in some frame of [{b}, {e})")
+        for role, tid, traj in (("subject", r.subject_tid, sub), ("object", r.object_tid, obj)):
+            if np.isnan(traj).all():
+                raise ValueError(f"video {ann.video_id!r} relation_instances[{i}]: {role} tid {tid} has no box on "
+                                 f"any frame of [{b}, {e})")
         out.append(VideoRelation((ann.categories[s_col], r.predicate, ann.categories[o_col]), b, e, sub, obj))
     return out

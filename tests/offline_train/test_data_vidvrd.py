@@ -190,14 +190,72 @@ def test_map_file_errors(tmp_path):
     assert LabelMap.from_file(_write(tmp_path / "empty.yaml", ""), v).map("person", "x") == "person"
 
 
-def test_merge_spans_and_remap_merges_predicates_mapped_together():
+def test_merge_spans_joins_touching_and_overlapping_spans():
+    # still used to build Action Genome spans out of one-frame keyframe instances
     R = RelationInstance
     assert merge_spans([R(0, "a", 1, 5, 9), R(0, "a", 1, 0, 5), R(0, "a", 1, 12, 14), R(0, "a", 1, 13, 20),
                         R(1, "a", 0, 0, 3)]) == (R(0, "a", 1, 0, 9), R(0, "a", 1, 12, 20), R(1, "a", 0, 0, 3))
-    boxes = np.zeros((20, 2, 4), np.float32)
-    ann = VideoAnnotation("v", 10.0, 64, 48, np.array([3, 8]), ("dog", "ball"), boxes,
-                          (R(3, "chase", 8, 0, 10), R(3, "run_toward", 8, 5, 15), R(8, "chase", 3, 0, 2)))
-    out = remap_annotation(ann, LabelMap(Vocabulary("o", ("dog", "ball")), {}),
-                           LabelMap(Vocabulary("p", ("follow",)), {"chase": "follow", "run_toward": "follow"}))
-    assert out.relations == (R(3, "follow", 8, 0, 15), R(8, "follow", 3, 0, 2))
-    assert ann.relations[0].predicate == "chase"  # the input is untouched
+
+
+def _dog_ball(relations, n_frames=40):
+    boxes = np.zeros((n_frames, 3, 4), np.float32)
+    return VideoAnnotation("v", 10.0, 64, 48, np.array([3, 8, 9]), ("dog", "ball", "dog"), boxes, tuple(relations))
+
+
+def test_remap_keeps_instances_as_annotated_without_a_collapsing_map():
+    R = RelationInstance
+    rels = [R(3, "chase", 8, 5, 9), R(3, "chase", 8, 0, 5),       # touching
+            R(3, "chase", 8, 12, 20), R(3, "chase", 8, 15, 18),  # overlapping (nested)
+            R(8, "chase", 3, 0, 2), R(8, "chase", 3, 0, 2),      # duplicate
+            R(3, "run_toward", 8, 4, 30)]                         # another name, no map joins it to chase
+    ann = _dog_ball(rels)
+    vocab = LabelMap(Vocabulary("o", ("dog", "ball")), {})
+    out = remap_annotation(ann, vocab, LabelMap(Vocabulary("p", ("chase", "run_toward")), {}))
+    assert out.relations == tuple(rels)  # same instances, same spans, same order
+    # an identity map entry is no collapse either
+    out = remap_annotation(ann, vocab, LabelMap(Vocabulary("p", ("chase", "run_toward")), {"chase": "chase"}))
+    assert out.relations == tuple(rels)
+
+
+def test_remap_merges_only_instances_of_distinct_names_collapsed_into_one():
+    R = RelationInstance
+    rels = [R(3, "chase", 8, 0, 10),        # 0: overlaps 1 (other source name) -> one instance [0, 15)
+            R(3, "run_toward", 8, 5, 15),   # 1
+            R(3, "chase", 8, 15, 18),       # 2: touches 1 ([5, 15) and [15, 18)) -> joins the same instance
+            R(3, "chase", 8, 30, 33),       # 3: touches 4, same source name -> kept apart
+            R(3, "chase", 8, 33, 35),       # 4
+            R(3, "run_toward", 8, 37, 40),  # 5: gap of 2 frames after 4 -> kept apart
+            R(8, "run_toward", 3, 0, 4),    # 6: other pair (ball -> dog): never joins the dog -> ball instances
+            R(9, "chase", 8, 2, 6),         # 7: dog #9 is another object than dog #3 despite the same category
+            R(3, "follow", 8, 0, 40)]       # 8: dropped by the map (null)
+    ann = _dog_ball(rels)
+    cats = LabelMap(Vocabulary("o", ("dog", "ball")), {})
+    preds = LabelMap(Vocabulary("p", ("chase",)), {"run_toward": "chase", "follow": None})
+    out = remap_annotation(ann, cats, preds)
+    assert out.relations == (R(3, "chase", 8, 0, 18), R(3, "chase", 8, 30, 33), R(3, "chase", 8, 33, 35),
+                             R(3, "chase", 8, 37, 40), R(8, "chase", 3, 0, 4), R(9, "chase", 8, 2, 6))
+    assert ann.relations == tuple(rels)  # the input is untouched
+    # a chain through the other name joins same-name instances transitively: a[0,4) b[3,8) a[7,9) -> [0, 9)
+    chain = _dog_ball([R(3, "run_toward", 8, 7, 9), R(3, "chase", 8, 3, 8), R(3, "run_toward", 8, 0, 4)])
+    assert remap_annotation(chain, cats, preds).relations == (R(3, "chase", 8, 0, 9),)
+    # exact duplicates under two collapsed names are one relation annotated twice
+    dup = _dog_ball([R(3, "run_toward", 8, 7, 9), R(3, "chase", 8, 7, 9), R(3, "chase", 8, 7, 9)])
+    assert remap_annotation(dup, cats, preds).relations == (R(3, "chase", 8, 7, 9),)
+
+
+def test_collapsing_categories_never_merges_instances():
+    R = RelationInstance
+    boxes = np.zeros((10, 3, 4), np.float32)
+    ann = VideoAnnotation("v", 10.0, 64, 48, np.array([1, 2, 3]), ("adult", "child", "ball"), boxes,
+                          (R(1, "watch", 3, 0, 5), R(2, "watch", 3, 3, 8)))
+    out = remap_annotation(ann, LabelMap(Vocabulary("o", ("person", "ball")), {"adult": "person", "child": "person"}),
+                           LabelMap(Vocabulary("p", ("watch",)), {}))
+    assert out.categories == ("person", "person", "ball") and out.relations == ann.relations
+
+
+def test_real_fixture_keeps_file_order_after_renaming():
+    preds = LabelMap(builtin("vidvrd_predicates"), PRED_MAP)
+    cats = LabelMap(Vocabulary("o", ("person", "fish")), {"adult": "person", "stingray": "fish"})
+    (ann,) = load_vidvrd_dataset([FILE], cats, preds, progress=False)
+    assert [(r.predicate, r.begin_fid, r.end_fid) for r in ann.relations] == [
+        ("next_to", 0, 90), ("next_to", 150, 205), ("front", 0, 90), ("front", 150, 205)]

@@ -190,7 +190,9 @@ def test_real_vidor_annotation_and_json_round_trip(tmp_path):
     (dict(sub_traj=np.zeros((1, 3))), "sub_traj"),
     (dict(obj_traj=np.zeros((2, 4))), "obj_traj"),                         # 2 boxes for a 1-frame duration
     (dict(sub_traj=[[5.0, 0, 4, 9]]), "sub_traj"),                         # x2 < x1
-    (dict(obj_traj=[[0.0, 0, np.nan, 9]]), "obj_traj"),
+    (dict(obj_traj=[[0.0, 0, np.nan, 9]]), "obj_traj"),                   # partly NaN: not a missing box
+    (dict(sub_traj=[[np.nan] * 4]), "sub_traj"),                           # no box on any frame
+    (dict(obj_traj=[[0.0, 0, np.inf, 9]]), "obj_traj"),
     (dict(score=float("nan")), "score"),
     (dict(score="high"), "score"),
     (dict(end_fid=0), "duration"),
@@ -228,9 +230,41 @@ def test_bad_inputs_raise_value_errors():
     with pytest.raises(ValueError, match="max_predictions"):
         RelationTaggingConfig(max_predictions=0)
     anno = json.loads(VIDOR.read_text())
-    anno["trajectories"][10] = [b for b in anno["trajectories"][10] if b["tid"] != 0]  # adult missing in frame 10
-    with pytest.raises(ValueError, match=r"relation_instances\[0\]: subject tid 0"):
+    for f in range(150, 205):  # the stingray leaves for the whole of relation_instances[1]
+        anno["trajectories"][f] = [b for b in anno["trajectories"][f] if b["tid"] != 1]
+    with pytest.raises(ValueError, match=r"relation_instances\[1\]: object tid 1 has no box on any frame"):
         video_relations_from_annotation(parse_vidvrd(anno))
+    # the official prediction file has a box on every frame: null there is an error, in and out
+    box = [[0, 0, 1, 1]]
+    with pytest.raises(ValueError, match=r"predictions\['v'\]\[0\].obj_traj: box 1 is missing"):
+        predictions_from_json({"v": [{"triplet": list(T1), "score": 1.0, "duration": [0, 2], "sub_traj": box * 2,
+                                      "obj_traj": box + [[None] * 4]}]})
+    with pytest.raises(ValueError, match=r"predictions\['v'\]\[0\].obj_traj: not a numeric"):
+        predictions_from_json({"v": [{"triplet": list(T1), "score": 1.0, "duration": [0, 2], "sub_traj": box * 2,
+                                      "obj_traj": box + [None]}]})
+    holed = VideoRelation(T1, 0, 2, [[0.0, 0, 1, 1], [np.nan] * 4], box * 2)
+    with pytest.raises(ValueError, match=r"preds\['v'\]\[0\].sub_traj: box 1 is missing"):
+        predictions_to_json({"v": [holed]})
+
+
+def test_missing_ground_truth_boxes_cover_no_pixels():
+    # ground truth over frames [0, 4) whose subject is out of view on frames 1 and 2 (NaN rows)
+    box = [0.0, 0, 9, 9]
+    gt = VideoRelation(T1, 0, 4, [box, [np.nan] * 4, [np.nan] * 4, box], [box] * 4)
+    pred = VideoRelation(T1, 0, 4, [box] * 4, [box] * 4, 0.9)
+    # subject: 2 shared boxed frames of 100 px; volumes 400 (pred) + 200 (gt) -> 200 / (600 - 200) = 0.5
+    assert viou_xyxy(pred.sub_traj, 0, gt.sub_traj, 0) == pytest.approx(0.5)
+    assert viou_xyxy(gt.sub_traj, 0, pred.sub_traj, 0) == pytest.approx(0.5)
+    assert evaluate_relation_detection({"v": [gt]}, {"v": [pred]})["R@50"] == 1.0  # min(0.5, 1.0) >= 0.5
+    # a prediction over [1, 3) meets the gt only on missing frames: nothing shared -> 0 / (200 + 200) = 0
+    assert viou_xyxy(np.array([box] * 2), 1, gt.sub_traj, 0) == 0.0
+    # from an annotation: the adult leaves frame 10 of relation_instances[0] ([0, 90)) and it is still scored
+    anno = json.loads(VIDOR.read_text())
+    anno["trajectories"][10] = [b for b in anno["trajectories"][10] if b["tid"] != 0]
+    gt_rels = video_relations_from_annotation(parse_vidvrd(anno))
+    assert len(gt_rels) == 4 and np.isnan(gt_rels[0].sub_traj[10]).all() and not np.isnan(gt_rels[0].obj_traj).any()
+    full = video_relations_from_annotation(load_vidvrd(VIDOR))[0]
+    assert evaluate_relation_detection({"v": gt_rels}, {"v": [full]})["R@50"] == 0.25
 
 
 def test_mean_recall_rejects_bad_counts():
