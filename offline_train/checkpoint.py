@@ -10,6 +10,7 @@ A checkpoint is a directory::
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,18 +71,38 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], rest: dict) -> dict:
     return {"param_groups": rest["param_groups"], "state": state}
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows (os.umask can only set-and-return)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def _save_tensors(tensors: dict, target: Path) -> None:
+    """safetensors file written atomically (an interrupted save never leaves a half-written file), with the
+    permissions of any file this process creates: safetensors' writer makes its file 0600, which hides a shipped
+    model from other users."""
+    tmp = target.with_name(target.name + ".tmp")
+    save_file(tensors, str(tmp))
+    os.chmod(tmp, 0o666 & ~_umask())
+    tmp.replace(target)
+
+
 def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: CheckpointMeta,
                     optimizer: torch.optim.Optimizer | None = None) -> Path:
     d = Path(path)
     d.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    tmp = d / "model.safetensors.tmp"
-    save_file(sd, str(tmp))
-    tmp.replace(d / "model.safetensors")  # atomic: an interrupted save never leaves a half-written model
+    _save_tensors(sd, d / "model.safetensors")
     if optimizer is not None:
         tensors, rest = _split_optimizer(optimizer.state_dict())
-        save_file(tensors, str(d / "optimizer.safetensors.tmp"))
-        (d / "optimizer.safetensors.tmp").replace(d / "optimizer.safetensors")
+        _save_tensors(tensors, d / "optimizer.safetensors")
         meta.optimizer = rest
     (d / "checkpoint.json.tmp").write_text(json.dumps(meta.to_json(), indent=1))
     (d / "checkpoint.json.tmp").replace(d / "checkpoint.json")

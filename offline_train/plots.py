@@ -4,6 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
+from matplotlib.ticker import MaxNLocator
+
+
 def _figure(w: float, h: float):
     # Figure + Agg canvas directly: no pyplot, so no global backend switch and no display needed.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -24,17 +27,21 @@ def plot_losses(history: list[dict], path: str | Path) -> Path:
                 "s-", label="val loss")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
     if any("mean_recall@5" in h for h in history):
         ax2 = ax.twinx()
         ax2.plot([h["epoch"] for h in history if "mean_recall@5" in h],
                  [h["mean_recall@5"] for h in history if "mean_recall@5" in h], "g^--", label="val mR@5")
         ax2.set_ylim(0, 1)
         ax2.set_ylabel("val mean recall@5")
-        ax2.legend(loc="center right")
-    ax.legend(loc="upper right")
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    # one legend for both axes, below the plot where it can never cover a curve
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
     ax.set_title("training")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(str(path))
     return Path(path)
 

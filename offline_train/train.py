@@ -96,7 +96,11 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         # time_s stays the run's cumulative wall time (this process's data generation included)
         t0 -= old.history[-1].get("time_s", 0.0) if old.history else 0.0
         best = max((h.get(f"mean_recall@{cfg.run.eval_k}", -1.0) for h in old.history), default=-1.0)
-        print(f"resuming from {out / 'last'} at epoch {start_epoch}")
+        if start_epoch >= cfg.optim.epochs:
+            print(f"{out} is already complete ({start_epoch} of {cfg.optim.epochs} epochs): nothing to do. Train more "
+                  f"with optim.epochs=N (N > {start_epoch}), or start over with --no-resume")
+            return out
+        print(f"resuming from {out / 'last'} at epoch {start_epoch} of {cfg.optim.epochs}")
 
     steps_per_epoch = -(-len(train_clips) // cfg.optim.videos_per_step)
     total = steps_per_epoch * cfg.optim.epochs

@@ -136,3 +136,24 @@ def test_real_dataset_formats_train_with_a_config_change(tmp_path, kind):
         assert meta.predicates[0] == "lookingat"
     else:
         assert meta.groups == (("all", "sigmoid", tuple(range(132))),) and len(meta.predicates) == 132
+
+
+def test_a_finished_run_says_it_is_complete_instead_of_resuming(tiny_run, tmp_path, capsys):
+    out, _ = tiny_run
+    run2 = tmp_path / "run"
+    shutil.copytree(out, run2)
+    before = (run2 / "history.json").read_text()
+    cfg = load_train_config(preset="tiny", overrides=[f"run.out_dir={run2}", "optim.epochs=2", "run.progress=false"])
+    train(cfg)
+    said = capsys.readouterr().out
+    assert "already complete (2 of 2 epochs)" in said and "resuming" not in said
+    assert (run2 / "history.json").read_text() == before
+
+
+def test_weights_are_readable_by_others_as_any_file_this_process_writes(tiny_run):
+    import os
+    out, _ = tiny_run
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in ("best/model.safetensors", "last/optimizer.safetensors"):
+        assert (out / f).stat().st_mode & 0o777 == 0o666 & ~umask, f
