@@ -117,6 +117,20 @@ class DetectorConfig:
 
 
 @dataclass(frozen=True)
+class ClassMapConfig:
+    """Detector classes -> engine object labels (engine.detect.mapped_detector.MappedDetector).
+
+    class_map: "" = a detector class is the object label of the same name; a built-in map name
+    (engine/detect/class_maps/NAME.yaml, e.g. "coco_to_vidvrd", "coco_to_meva") or a YAML file path.
+    keep_unknown: keep detections of classes with no object label as entities without relations (else dropped;
+    either way each such class is logged once).
+    """
+
+    class_map: str = ""
+    keep_unknown: bool = False
+
+
+@dataclass(frozen=True)
 class FilterConfig:
     """Relation smoothing with hysteresis (see engine.relate.relation_filter). Times in seconds, scores in [0, 1]."""
 
@@ -163,6 +177,7 @@ class TransportConfig:
     snapshot_batch_items: int = 256         # items per snapshot reply message
     send_hwm: int = 1000                    # ZMQ_SNDHWM of the PUB and ROUTER sockets (messages per peer)
     queue_size: int = 1000                  # deltas waiting for the service thread; beyond it they are dropped
+    max_subscription_bytes: int = 256 * 1024  # subscriptions all PUB peers may hold; beyond: drop every PUB peer
     curve_secret_key_file: str = ""         # server certificate with its secret key; empty = no CURVE
     curve_authorized_keys_dir: str = ""     # directory of authorised client public-key certificates
 
@@ -182,12 +197,60 @@ class TransportConfig:
         _check(1 <= self.snapshot_batch_items <= min(self.max_items, 4096),
                "transport.snapshot_batch_items must be in [1, min(max_items, 4096)]")
         _check(self.send_hwm >= 1 and self.queue_size >= 1, "transport.send_hwm and transport.queue_size must be >= 1")
+        _check(self.max_subscription_bytes >= 1024, "transport.max_subscription_bytes must be >= 1024")
         _check(not self.curve_authorized_keys_dir or self.curve_secret_key_file,
                "transport.curve_authorized_keys_dir needs transport.curve_secret_key_file (CURVE is off without it)")
 
     @property
     def curve(self) -> bool:
         return bool(self.curve_secret_key_file)
+
+
+@dataclass(frozen=True)
+class SubscriberConfig:
+    """Client of the graph service (engine.transport.GraphSubscriber, ``vsgg watch``). Units: seconds, bytes.
+
+    The endpoints are the service's *bound* addresses (its PUB and ROUTER). ``subtree`` is a Clone-pattern key
+    prefix ("" = the whole graph; msgs/zmq/WIRE.md §4); the subscriber checks its characters. CURVE is on when both
+    key files are given: the server's public certificate and this client's ``*.key_secret`` certificate.
+    """
+
+    pub_endpoint: str = "tcp://127.0.0.1:5556"       # the service's PUB: deltas and heartbeats
+    snapshot_endpoint: str = "tcp://127.0.0.1:5557"  # the service's ROUTER: snapshots
+    subtree: str = ""                       # key prefix of the view to keep ("" = everything)
+    heartbeat_timeout_s: float = 3.0        # nothing valid heard for this long: reconnect and resync
+    snapshot_timeout_s: float = 2.0         # snapshot request unanswered for this long: ask again on a new socket
+    max_message_bytes: int = 1 << 20        # ZMQ_MAXMSGSIZE of both sockets, and the per-message check
+    max_items: int = 100_000                # entities + relations in one message and in one snapshot
+    max_pending: int = 10_000               # deltas buffered while waiting for a snapshot (oldest dropped first)
+    max_pending_bytes: int = 64 << 20       # and their wire bytes: whichever limit is reached first
+    resync_backoff_s: float = 0.05          # a repeated snapshot request waits this long, doubling per failure
+    resync_backoff_max_s: float = 2.0       # up to this (each wait times a random 0.5-1 against lock-step storms)
+    curve_server_key_file: str = ""         # server public-key certificate; empty = no CURVE
+    curve_client_key_file: str = ""         # this client's secret-key certificate
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            _coerce(getattr(self, f.name), hints[f.name], f"subscriber.{f.name}")
+        for name in ("pub_endpoint", "snapshot_endpoint"):
+            v = getattr(self, name)
+            _check(v.split("://", 1)[0] in ("tcp", "ipc", "inproc") and "://" in v and len(v.split("://", 1)[1]) > 0,
+                   f"subscriber.{name} must be a ZeroMQ endpoint such as tcp://127.0.0.1:5556, got {v!r}")
+        for name in ("heartbeat_timeout_s", "snapshot_timeout_s", "max_message_bytes", "max_items", "max_pending",
+                     "resync_backoff_s"):
+            _check(getattr(self, name) > 0, f"subscriber.{name} must be > 0, got {getattr(self, name)!r}")
+        _check(self.max_pending_bytes >= self.max_message_bytes,
+               f"subscriber.max_pending_bytes must be >= max_message_bytes ({self.max_message_bytes}), "
+               f"got {self.max_pending_bytes!r}")
+        _check(self.resync_backoff_max_s >= self.resync_backoff_s,
+               f"subscriber.resync_backoff_max_s must be >= resync_backoff_s, got {self.resync_backoff_max_s!r}")
+        _check(bool(self.curve_server_key_file) == bool(self.curve_client_key_file),
+               "subscriber.curve_server_key_file and subscriber.curve_client_key_file: give both or neither")
+
+    @property
+    def curve(self) -> bool:
+        return bool(self.curve_server_key_file)
 
 
 def _check(cond: bool, msg: str) -> None:

