@@ -30,7 +30,8 @@ import tempfile
 from pathlib import Path
 
 #: Modules that define ``@njit(cache=True)`` kernels of the engine (their sources make up the cache digest).
-KERNEL_MODULES = ("engine.boxes", "engine.track.kalman", "engine.track.assign", "engine.track.tracker")
+KERNEL_MODULES = ("engine.boxes", "engine.track.kalman", "engine.track.assign", "engine.track.track_state",
+                  "engine.track.tracker")
 
 
 def kernel_source_digest() -> str:

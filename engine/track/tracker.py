@@ -1,6 +1,8 @@
 """Online multi-object tracker: ByteTrack-style two-stage IoU association with a constant-velocity Kalman filter.
 
-Per frame (one ``Tracker.step`` call), all inside one numba kernel over fixed-capacity struct-of-arrays state:
+Per frame (one ``Tracker.step`` call), one numba kernel ``_track_step`` runs these steps over the fixed-capacity
+struct-of-arrays ``TrackState`` with the ``TrackParams`` of the config (both in ``engine.track.track_state``); each
+step is its own kernel (``_predict``, ``_associate``, ``_update``, ``_lifecycle``, ``_birth``, ``_output``):
 
 1. predict every live track one frame ahead (``engine.track.kalman``, state ``[cx, cy, w, h, vcx, vcy, vw, vh]``);
 2. stage 1: detections with ``score >= high_score`` against confirmed tracks (tracked and lost), IoU > match_iou_high;
@@ -33,20 +35,20 @@ import numbers
 import numpy as np
 from numba import njit
 
-from engine.track.assign import assign_gated
 from engine.boxes import cxcywh_to_xyxy, iou_xyxy, ltwh_to_xyxy, xyxy_to_cxcywh, xyxy_to_ltwh
 from engine.config import TrackerConfig
+from engine.track.assign import assign_gated
 from engine.track.kalman import kalman_initiate, kalman_predict, kalman_update
+from engine.track.track_state import FREE, LOST, TENTATIVE, TRACKED, TrackParams, TrackState
 from engine.types import Detections, Tracks
 
-FREE, TENTATIVE, TRACKED, LOST = 0, 1, 2, 3
 #: Box coordinates beyond this (pixels) are rejected: squared in the Kalman filter they would overflow float64.
 MAX_COORD_PX = 1e7
 
 
 @njit(cache=True)
 def _slots_where(status, want_a, want_b, matched_det):
-    """Slots whose status is want_a or want_b and that have no detection yet, in slot order."""
+    """(K,) int64 slots, in slot order, whose status (C,) int8 is want_a or want_b and matched_det (C,) int64 is -1."""
     k = 0
     for s in range(status.shape[0]):
         if (status[s] == want_a or status[s] == want_b) and matched_det[s] < 0:
@@ -62,7 +64,7 @@ def _slots_where(status, want_a, want_b, matched_det):
 
 @njit(cache=True)
 def _dets_where(scores, lo, hi, det_used):
-    """Unused detections with lo <= score < hi, in input order."""
+    """(K,) int64 detections, in input order, with lo <= scores (N,) float32 < hi and det_used (N,) bool False."""
     k = 0
     for d in range(scores.shape[0]):
         if lo <= scores[d] < hi and not det_used[d]:
@@ -79,7 +81,12 @@ def _dets_where(scores, lo, hi, det_used):
 @njit(cache=True)
 def _match_stage(slots, dets, trk_boxes, trk_labels, det_boxes, det_labels, class_gating, min_iou,
                  matched_det, det_used):
-    """One association stage: gated optimal assignment on 1 - IoU; writes matched_det[slot] and det_used[det]."""
+    """One association stage: optimal assignment of ``slots`` (K,) int64 to ``dets`` (L,) int64 on cost 1 - IoU.
+
+    trk_boxes (C, 4) float64 and det_boxes (N, 4) float32 are xyxy pixels, trk_labels (C,) and det_labels (N,) int32.
+    A pair needs IoU > min_iou (and equal labels with class_gating). Writes matched_det[slot] = det and
+    det_used[det] = True for each match.
+    """
     if slots.shape[0] == 0 or dets.shape[0] == 0:
         return
     iou = iou_xyxy(trk_boxes[slots], det_boxes[dets])
@@ -98,24 +105,18 @@ def _match_stage(slots, dets, trk_boxes, trk_labels, det_boxes, det_labels, clas
 
 
 @njit(cache=True)
-def _track_step(mean, cov, ids, status, hits, age, misses, label, score, counters,
-                det_boxes, det_scores, det_labels,
-                high_score, low_score, new_track_score, iou_high, iou_low, iou_tentative,
-                min_hits, max_age, class_gating, std_pos, std_vel, std_meas, confirm_now):
-    """Advance the whole tracker state by one frame, in place; returns the output columns of ``Tracks``.
+def _predict(state, params):
+    """Predict every live slot one frame ahead (Kalman, in place), age it by one frame; returns its predicted box.
 
-    State (C = capacity): mean (C, 8) f8, cov (C, 8, 8) f8, ids (C,) i8, status (C,) i1, hits/age/misses/label (C,) i4,
-    score (C,) f4, counters (2,) i8 = [next_id, dropped_births]. Detections: boxes (N, 4) f4 xyxy, scores (N,) f4,
-    labels (N,) i4. Never raises on valid input, so a failed call cannot leave half-updated state.
+    Returns (C, 4) float64 xyxy pixels, one row per slot (rows of free slots are 0). A predicted width or height
+    below 1 px is held at 1 px (and its shrink rate at 0) so the box never inverts.
     """
-    cap = status.shape[0]
-    n = det_boxes.shape[0]
-    live = np.flatnonzero(status != FREE)
-    kalman_predict(mean, cov, live, 1.0, std_pos, std_vel)
-    trk_boxes = np.zeros((cap, 4))
+    mean, age = state.mean, state.age
+    live = np.flatnonzero(state.status != FREE)
+    kalman_predict(mean, state.cov, live, 1.0, params.std_pos, params.std_vel)
+    trk_boxes = np.zeros((state.status.shape[0], 4))
     for s in live:
         age[s] += 1
-        # a shrinking box must not invert: stop the size at 1 px instead of letting it go negative
         for q in (2, 3):
             if mean[s, q] < 1.0:
                 mean[s, q] = 1.0
@@ -125,22 +126,45 @@ def _track_step(mean, cov, ids, status, hits, age, misses, label, score, counter
         trk_boxes[s, 1] = mean[s, 1] - mean[s, 3] / 2
         trk_boxes[s, 2] = mean[s, 0] + mean[s, 2] / 2
         trk_boxes[s, 3] = mean[s, 1] + mean[s, 3] / 2
+    return trk_boxes
 
+
+@njit(cache=True)
+def _associate(state, params, trk_boxes, det_boxes, det_scores, det_labels):
+    """The three association stages (module docstring) of this frame's detections to the track slots.
+
+    trk_boxes: (C, 4) float64 xyxy pixels from ``_predict``; det_boxes (N, 4) float32 xyxy pixels, det_scores (N,)
+    float32, det_labels (N,) int32. Returns ``(matched_det, det_used)``: (C,) int64 detection index per slot (-1 =
+    unmatched) and (N,) bool, True for the detections a track claimed. The state is only read.
+    """
+    status, label = state.status, state.label
+    cap = status.shape[0]
     matched_det = np.full(cap, -1, np.int64)
-    det_used = np.zeros(n, np.bool_)
+    det_used = np.zeros(det_boxes.shape[0], np.bool_)
     inf = np.inf
     # stage 1: confident detections vs every confirmed track (tracked or lost)
-    _match_stage(_slots_where(status, TRACKED, LOST, matched_det), _dets_where(det_scores, high_score, inf, det_used),
-                 trk_boxes, label, det_boxes, det_labels, class_gating, iou_high, matched_det, det_used)
+    _match_stage(_slots_where(status, TRACKED, LOST, matched_det),
+                 _dets_where(det_scores, params.high_score, inf, det_used),
+                 trk_boxes, label, det_boxes, det_labels, params.class_gating, params.iou_high, matched_det, det_used)
     # stage 2: weak detections only continue tracks that were tracked last frame
     _match_stage(_slots_where(status, TRACKED, TRACKED, matched_det),
-                 _dets_where(det_scores, low_score, high_score, det_used),
-                 trk_boxes, label, det_boxes, det_labels, class_gating, iou_low, matched_det, det_used)
+                 _dets_where(det_scores, params.low_score, params.high_score, det_used),
+                 trk_boxes, label, det_boxes, det_labels, params.class_gating, params.iou_low, matched_det, det_used)
     # stage 3: leftover confident detections vs tentative tracks
     _match_stage(_slots_where(status, TENTATIVE, TENTATIVE, matched_det),
-                 _dets_where(det_scores, high_score, inf, det_used),
-                 trk_boxes, label, det_boxes, det_labels, class_gating, iou_tentative, matched_det, det_used)
+                 _dets_where(det_scores, params.high_score, inf, det_used),
+                 trk_boxes, label, det_boxes, det_labels, params.class_gating, params.iou_tentative, matched_det,
+                 det_used)
+    return matched_det, det_used
 
+
+@njit(cache=True)
+def _update(state, params, matched_det, det_cxcywh):
+    """Kalman-correct every matched slot with its detection, in place.
+
+    matched_det: (C,) int64 from ``_associate``; det_cxcywh: (N, 4) cxcywh pixels of this frame's detections.
+    """
+    cap = matched_det.shape[0]
     n_upd = 0
     for s in range(cap):
         if matched_det[s] >= 0:
@@ -153,10 +177,20 @@ def _track_step(mean, cov, ids, status, hits, age, misses, label, score, counter
             upd[k] = s
             upd_det[k] = matched_det[s]
             k += 1
-    det_cxcywh = xyxy_to_cxcywh(det_boxes)
-    kalman_update(mean, cov, upd, det_cxcywh[upd_det], std_meas)
+    kalman_update(state.mean, state.cov, upd, det_cxcywh[upd_det], params.std_meas)
 
-    for s in range(cap):
+
+@njit(cache=True)
+def _lifecycle(state, params, matched_det, det_scores, det_labels):
+    """Status transitions of every live slot after association, in place (units: frames).
+
+    A matched slot takes its detection's score (det_scores (N,) float32) and label (det_labels (N,) int32), resets
+    ``misses`` and counts a hit; a lost one becomes tracked again, a tentative one is confirmed at ``min_hits`` hits.
+    An unmatched tentative slot is freed; an unmatched confirmed one becomes lost, and is freed once its
+    consecutive misses exceed ``max_age`` (so it is held through exactly ``max_age`` unmatched frames).
+    """
+    status, hits, misses = state.status, state.hits, state.misses
+    for s in range(status.shape[0]):
         st = status[s]
         if st == FREE:
             continue
@@ -164,20 +198,31 @@ def _track_step(mean, cov, ids, status, hits, age, misses, label, score, counter
         if d >= 0:
             hits[s] += 1
             misses[s] = 0
-            score[s] = det_scores[d]
-            label[s] = det_labels[d]
-            if st == LOST or (st == TENTATIVE and hits[s] >= min_hits):
+            state.score[s] = det_scores[d]
+            state.label[s] = det_labels[d]
+            if st == LOST or (st == TENTATIVE and hits[s] >= params.min_hits):
                 status[s] = TRACKED
         elif st == TENTATIVE:
             status[s] = FREE
         else:
             misses[s] += 1
             status[s] = LOST
-            if misses[s] > max_age:
+            if misses[s] > params.max_age:
                 status[s] = FREE
 
-    # births: confident detections nobody claimed; fill free slots in order, else evict the stalest lost track
-    births = _dets_where(det_scores, new_track_score, inf, det_used)
+
+@njit(cache=True)
+def _birth(state, params, det_used, det_cxcywh, det_scores, det_labels, confirm_now):
+    """Start tracks from the detections nobody claimed with ``score >= new_track_score``, in detection order.
+
+    det_used: (N,) bool from ``_associate``; det_cxcywh (N, 4) cxcywh pixels, det_scores (N,) float32, det_labels
+    (N,) int32. A new track takes the lowest free slot, else the lost slot with the most misses; with neither it is
+    dropped (``counters[1]`` counts it). It is born tracked when ``min_hits <= 1`` or ``confirm_now``, else
+    tentative, and gets the next id from ``counters[0]``.
+    """
+    status, misses, mean, counters = state.status, state.misses, state.mean, state.counters
+    cap = status.shape[0]
+    births = _dets_where(det_scores, params.new_track_score, np.inf, det_used)
     free_ptr = 0
     new_slots = np.empty(births.shape[0], np.int64)
     n_new = 0
@@ -198,17 +243,27 @@ def _track_step(mean, cov, ids, status, hits, age, misses, label, score, counter
         d = births[b]
         new_slots[n_new] = slot
         n_new += 1
-        status[slot] = TRACKED if (min_hits <= 1 or confirm_now) else TENTATIVE
-        ids[slot] = counters[0]
+        status[slot] = TRACKED if (params.min_hits <= 1 or confirm_now) else TENTATIVE
+        state.ids[slot] = counters[0]
         counters[0] += 1
-        hits[slot] = 1
-        age[slot] = 0
+        state.hits[slot] = 1
+        state.age[slot] = 0
         misses[slot] = 0
-        label[slot] = det_labels[d]
-        score[slot] = det_scores[d]
+        state.label[slot] = det_labels[d]
+        state.score[slot] = det_scores[d]
         mean[slot, :4] = det_cxcywh[d]
-    kalman_initiate(mean, cov, new_slots[:n_new], mean[new_slots[:n_new], :4], std_pos, std_vel)
+    kalman_initiate(mean, state.cov, new_slots[:n_new], mean[new_slots[:n_new], :4], params.std_pos, params.std_vel)
 
+
+@njit(cache=True)
+def _output(state):
+    """The columns of ``Tracks``: the tracked slots matched this frame, sorted by id.
+
+    Returns ids (K,) int64, boxes (K, 4) float32 xyxy pixels (Kalman-filtered), velocities (K, 4) float32
+    [vcx, vcy, vw, vh] pixels/frame, scores (K,) float32, labels (K,) int32, ages (K,) int32 frames, misses (K,) int32.
+    """
+    status, misses, ids = state.status, state.misses, state.ids
+    cap = status.shape[0]
     n_out = 0
     for s in range(cap):
         if status[s] == TRACKED and misses[s] == 0:
@@ -220,9 +275,40 @@ def _track_step(mean, cov, ids, status, hits, age, misses, label, score, counter
             out[k] = s
             k += 1
     out = out[np.argsort(ids[out])]
-    boxes = cxcywh_to_xyxy(mean[out, :4]).astype(np.float32)
-    vel = mean[out, 4:].astype(np.float32)
-    return ids[out], boxes, vel, score[out], label[out], age[out], misses[out]
+    boxes = cxcywh_to_xyxy(state.mean[out, :4]).astype(np.float32)
+    vel = state.mean[out, 4:].astype(np.float32)
+    return ids[out], boxes, vel, state.score[out], state.label[out], state.age[out], misses[out]
+
+
+@njit(cache=True)
+def _coords_in_range(det_boxes, limit):
+    """True when every coordinate of det_boxes (N, 4) xyxy pixels lies within +-limit pixels."""
+    for i in range(det_boxes.shape[0]):
+        for j in range(4):
+            if abs(det_boxes[i, j]) > limit:
+                return False
+    return True
+
+
+@njit(cache=True)
+def _track_step(state, params, det_boxes, det_scores, det_labels, confirm_now):
+    """Advance the whole tracker ``state`` (TrackState) by one frame, in place; returns ``(ok, _output columns)``.
+
+    det_boxes (N, 4) float32 xyxy pixels, det_scores (N,) float32, det_labels (N,) int32; params: TrackParams;
+    confirm_now: bool, True on the first frame of a stream with ``confirm_first_frame``.
+    ``ok`` is False, and nothing is changed, when a coordinate lies beyond ``MAX_COORD_PX`` (checked here rather
+    than in numpy because it is the kernel's own overflow guard and costs nothing in the loop). Otherwise never
+    raises on valid input, so a failed call cannot leave half-updated state.
+    """
+    if not _coords_in_range(det_boxes, MAX_COORD_PX):
+        return False, _output(state)
+    trk_boxes = _predict(state, params)
+    matched_det, det_used = _associate(state, params, trk_boxes, det_boxes, det_scores, det_labels)
+    det_cxcywh = xyxy_to_cxcywh(det_boxes)
+    _update(state, params, matched_det, det_cxcywh)
+    _lifecycle(state, params, matched_det, det_scores, det_labels)
+    _birth(state, params, det_used, det_cxcywh, det_scores, det_labels, confirm_now)
+    return True, _output(state)
 
 
 class Tracker:
@@ -241,29 +327,13 @@ class Tracker:
         if not isinstance(cfg, TrackerConfig):
             raise TypeError(f"cfg: expected a TrackerConfig, got {type(cfg).__name__}")
         self.cfg = cfg
-        size = cfg.size_noise_ratio
-        self._params = (float(cfg.high_score), float(cfg.low_score), float(cfg.new_track_score),
-                        float(cfg.match_iou_high), float(cfg.match_iou_low), float(cfg.match_iou_tentative),
-                        int(cfg.min_hits), int(cfg.max_age), bool(cfg.class_gating),
-                        cfg.std_weight_position * np.array([1.0, 1.0, size, size]),   # (cx, cy, w, h)
-                        cfg.std_weight_velocity * np.array([1.0, 1.0, size, size]),
-                        cfg.std_weight_measurement * np.ones(4))
-        cap = cfg.max_tracks
-        self._mean = np.zeros((cap, 8))                 # [cx, cy, w, h, vcx, vcy, vw, vh], px and px/frame
-        self._cov = np.zeros((cap, 8, 8))
-        self._ids = np.zeros(cap, np.int64)
-        self._status = np.zeros(cap, np.int8)           # FREE / TENTATIVE / TRACKED / LOST
-        self._hits = np.zeros(cap, np.int32)            # matched frames since birth (consecutive while tentative)
-        self._age = np.zeros(cap, np.int32)             # frames since birth
-        self._misses = np.zeros(cap, np.int32)          # frames since last match
-        self._label = np.zeros(cap, np.int32)
-        self._score = np.zeros(cap, np.float32)         # score of the last matched detection
-        self._counters = np.zeros(2, np.int64)          # [next_id, dropped_births]
+        self._params = TrackParams.from_config(cfg)
+        self._state = TrackState.zeros(cfg.max_tracks)
         self._t: float | None = None
 
-    def _arrays(self):
-        return (self._mean, self._cov, self._ids, self._status, self._hits, self._age, self._misses,
-                self._label, self._score, self._counters)
+    def _arrays(self) -> TrackState:
+        """The live state arrays (not copies); tests snapshot them to check that a failed step changed nothing."""
+        return self._state
 
     def step(self, dets: Detections, t: float) -> Tracks:
         """Track one frame: ``dets`` of this frame (may be empty), ``t`` its time in seconds.
@@ -282,10 +352,10 @@ class Tracker:
             raise ValueError(f"t: must be finite, got {t}")
         if self._t is not None and t <= self._t:
             raise ValueError(f"t: must increase strictly, got {t} after {self._t}")
-        if len(dets) and np.abs(dets.boxes_xyxy).max() > MAX_COORD_PX:
-            raise ValueError(f"boxes_xyxy: coordinates beyond +-{MAX_COORD_PX:g} pixels")
         confirm_now = self.cfg.confirm_first_frame and self._t is None
-        out = _track_step(*self._arrays(), dets.boxes_xyxy, dets.scores, dets.labels, *self._params, confirm_now)
+        ok, out = _track_step(self._state, self._params, dets.boxes_xyxy, dets.scores, dets.labels, confirm_now)
+        if not ok:
+            raise ValueError(f"boxes_xyxy: coordinates beyond +-{MAX_COORD_PX:g} pixels")
         self._t = t
         return Tracks(*out)
 
@@ -304,24 +374,24 @@ class Tracker:
 
     def reset(self) -> None:
         """Drop every track and forget the last time, so a new stream can start. Ids keep counting up."""
-        self._status[:] = FREE
+        self._state.status[:] = FREE
         self._t = None
 
     def confirmed_ids(self) -> np.ndarray:
         """(K,) int64 sorted ids of the confirmed tracks still held (tracked or lost); removed ids are gone."""
-        st = self._status
-        return np.sort(self._ids[(st == TRACKED) | (st == LOST)])
+        st = self._state.status
+        return np.sort(self._state.ids[(st == TRACKED) | (st == LOST)])
 
     def state_sizes(self) -> dict[str, int]:
         """Sizes of the tracker state, for boundedness checks and monitoring."""
-        st = self._status
+        st = self._state.status
         return {
             "capacity": int(st.shape[0]),
             "live": int(np.count_nonzero(st)),
             "tentative": int(np.count_nonzero(st == TENTATIVE)),
             "tracked": int(np.count_nonzero(st == TRACKED)),
             "lost": int(np.count_nonzero(st == LOST)),
-            "state_bytes": int(sum(a.nbytes for a in self._arrays())),
-            "next_id": int(self._counters[0]),
-            "dropped_births": int(self._counters[1]),
+            "state_bytes": int(sum(a.nbytes for a in self._state)),
+            "next_id": int(self._state.counters[0]),
+            "dropped_births": int(self._state.counters[1]),
         }
