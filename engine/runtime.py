@@ -60,8 +60,10 @@ class Engine:
     """Frames or detections in, incremental scene graph out.
 
     backend: a RelationBackend (engine.backends) or None for a tracker-only graph (entities, no relations).
-    detector: an OnnxDetector (engine.detect.detector) or None when the caller passes Detections.
-    objects: the object vocabulary of detection labels; must equal the relation model's when a backend is given.
+    detector: an OnnxDetector (engine.detect.detector) or a MappedDetector, or None when the caller passes Detections.
+    objects: the object vocabulary of detection labels. With a backend it must begin with the relation model's
+    objects; labels past those (detector classes the model does not know, kept by ``--keep-unknown``) are tracked
+    and published as entities but never paired.
     """
 
     def __init__(self, cfg: EngineConfig, objects: Vocabulary, backend=None, detector=None,
@@ -72,13 +74,16 @@ class Engine:
         self.image_wh = (int(image_wh[0]), int(image_wh[1]))  # features normalise positions by the image size
         if backend is not None:
             info = backend.info
-            if tuple(info.objects) != tuple(objects.names):
+            if tuple(objects.names[:len(info.objects)]) != tuple(info.objects):
                 raise ValueError(f"objects: the relation model was trained on {len(info.objects)} object labels "
-                                 f"that differ from the engine's vocabulary '{objects.name}' ({len(objects)})")
+                                 f"that differ from the engine's vocabulary '{objects.name}' ({len(objects)}); "
+                                 "the vocabulary must begin with the model's labels")
+            self.num_model_objects = len(info.objects)
             self.predicates = Vocabulary("predicates", tuple(info.predicates))
             self.lag, window, d_model = info.feature_lag, info.window, info.d_model
         else:
             self.predicates = Vocabulary("predicates", ())
+            self.num_model_objects = len(objects)
             self.lag, window, d_model = DEFAULT_FEATURE_LAG, 2, 1  # tracker-only: no pair state is used
         p = cfg.pairs
         self._window, self._d_model = window, d_model
@@ -245,7 +250,9 @@ class Engine:
         if self.backend is None or len(tracks) < 2 or self.cfg.pairs.max_pairs == 0:
             return np.zeros(0, np.int64), []
         with timer.stage("pairs"):
-            si, oi = select_pairs(tracks.boxes_xyxy, self.cfg.pairs.max_pairs)
+            known = np.flatnonzero(tracks.labels < self.num_model_objects)  # the model has no embedding for others
+            si, oi = select_pairs(tracks.boxes_xyxy[known], self.cfg.pairs.max_pairs)
+            si, oi = known[si], known[oi]
             evicted = self.store.rows_to_evict(tracks.ids[si], tracks.ids[oi])
             changes = self._changes(self.filter.end_rows(evicted, t)) if len(evicted) else []
             self.store.release(evicted)
