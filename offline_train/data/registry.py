@@ -26,14 +26,23 @@ Switching datasets is a config change (YAML slice ``dataset:`` of the training c
       synthetic_seed: 0
       synthetic_videos: 200        # video indices 0..199 of that split
       synthetic: {frames: 150, fps: 15.0}
+    dataset:                       # MEVA relations (KPF, parsed once into a cache), split by recording date
+      kind: meva
+      paths: [/data/meva-data-repo/annotation/DIVA-phase-2/MEVA]
+      split: val                   # train | val | test by offline_train.data.meva.DEFAULT_SPLITS ('' = all dates)
+      meva_fps: 10.0               # model frame rate; must divide 30 (frame t = annotation frame 3 t at 10 fps)
+      meva_dates: []               # or an explicit include list of YYYY-MM-DD dates (then leave split '')
+      meva_cache_dir: ''           # '' = ~/.cache/vsgg/meva
+      meva_workers: 2              # processes for the first parse
 
 Vocabularies are built-in names (``engine/vocab/*.txt``: vidvrd_objects, vidvrd_predicates, ag_objects,
-ag_predicates) or paths to a text file with one name per line; empty means the kind's default (VidVRD's for vidvrd,
-AG's for action_genome; VidOR's 80/50 labels are not bundled, so vidor needs both set). Map files and the unknown-label
-policies are described in ``offline_train.data.label_map``.
+ag_predicates, meva_objects, meva_predicates) or paths to a text file with one name per line; empty means the kind's
+default (VidVRD's for vidvrd, AG's for action_genome, MEVA's for meva; VidOR's 80/50 labels are not bundled, so vidor
+needs both set). Map files and the unknown-label policies are described in ``offline_train.data.label_map``.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,24 +53,29 @@ from engine.io.vidvrd import VideoAnnotation
 from engine.vocab import Vocabulary, builtin
 from offline_train.data.action_genome import ag_predicate_groups, load_action_genome
 from offline_train.data.label_map import UNKNOWN_POLICIES, LabelMap, remap_annotation
+from offline_train.data.meva import SPLITS as MEVA_SPLITS, frame_stride, load_meva
+from offline_train.data.meva_cache import DEFAULT_CACHE_DIR as MEVA_CACHE_DIR
 from offline_train.data.vidvrd_dataset import load_vidvrd_dataset
 from offline_train.synthetic.generate import SPLIT_CODES, SynthConfig, generate_video
 
-KINDS = ("vidvrd", "vidor", "action_genome", "synthetic")
+KINDS = ("vidvrd", "vidor", "action_genome", "synthetic", "meva")
 _DEFAULT_VOCABS = {"vidvrd": ("vidvrd_objects", "vidvrd_predicates"), "vidor": ("", ""),
                    "action_genome": ("ag_objects", "ag_predicates"),
-                   "synthetic": ("vidvrd_objects", "vidvrd_predicates")}
+                   "synthetic": ("vidvrd_objects", "vidvrd_predicates"),
+                   "meva": ("meva_objects", "meva_predicates")}
 
 
 @dataclass(frozen=True)
 class DatasetConfig:
     """Where the annotations are and how their labels become vocabulary indices.
 
-    kind:        'vidvrd' | 'vidor' (official JSON) | 'action_genome' (AG pickles) | 'synthetic'.
+    kind:        'vidvrd' | 'vidor' (official JSON) | 'action_genome' (AG pickles) | 'synthetic' | 'meva' (KPF).
     paths:       JSON files or folders (searched recursively) for vidvrd/vidor; AG's annotations folder; unused
                  for synthetic.
     split:       vidvrd/vidor: sub-folder joined to each folder path ('' = none); action_genome: 'train' | 'test' |
-                 '' (both), from the frames' metadata 'set'; synthetic: 'train' | 'val' | 'test' ('' = train).
+                 '' (both), from the frames' metadata 'set'; synthetic: 'train' | 'val' | 'test' ('' = train);
+                 meva: 'train' | 'val' | 'test' by recording date (``offline_train.data.meva.DEFAULT_SPLITS``) or
+                 '' (all dates, or ``meva_dates``).
     object_vocab, predicate_vocab: built-in vocabulary name or vocabulary file; '' = the kind's default.
     category_map, predicate_map:   YAML/JSON {source_name: target_name or null} files; '' = identity.
     unknown_category, unknown_predicate: 'error' | 'drop' for names neither mapped nor in the vocabulary.
@@ -71,6 +85,12 @@ class DatasetConfig:
     ag_fps:      assumed native frame rate of AG's Charades videos, for keyframe times in seconds.
     synthetic, synthetic_seed, synthetic_videos: kind 'synthetic' generates videos (seed, split, index) for
                  index 0 .. synthetic_videos - 1 with ``offline_train.synthetic.generate.generate_video``.
+    meva_fps:    model frame rate for kind 'meva'; must divide 30. Frame t of the loaded annotation is annotation
+                 frame ``t * 30 / meva_fps`` (``offline_train.data.meva.frame_stride``).
+    meva_dates:  include list of recording dates (YYYY-MM-DD) for kind 'meva'; exclusive with ``split``.
+    meva_cache_dir: where parsed MEVA clips are cached ('' = ~/.cache/vsgg/meva). meva_workers: parse processes.
+    meva_skip_empty: leave out MEVA clips without any track.
+    meva_exclude_status: MEVA activities whose ``src_status`` is listed give no relations (e.g. ['not_good']).
     """
 
     kind: str = "vidvrd"
@@ -89,6 +109,12 @@ class DatasetConfig:
     synthetic: SynthConfig = field(default_factory=SynthConfig)
     synthetic_seed: int = 0
     synthetic_videos: int = 100
+    meva_fps: float = 10.0
+    meva_dates: tuple[str, ...] = ()
+    meva_cache_dir: str = ""
+    meva_workers: int = 2
+    meva_skip_empty: bool = True
+    meva_exclude_status: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -105,6 +131,24 @@ class DatasetConfig:
         if self.kind == "synthetic" and self.split not in ("", *SPLIT_CODES):
             raise ConfigError(f"dataset.split for synthetic must be '' or one of {tuple(SPLIT_CODES)}, "
                               f"got {self.split!r}")
+        if self.kind == "meva":
+            if self.split not in ("", *MEVA_SPLITS):
+                raise ConfigError(f"dataset.split for meva must be '' or one of {MEVA_SPLITS}, got {self.split!r}")
+            if self.split and self.meva_dates:
+                raise ConfigError("dataset.meva_dates and dataset.split select MEVA dates two ways: set only one")
+        try:
+            frame_stride(self.meva_fps)
+        except ValueError as e:
+            raise ConfigError(f"dataset.meva_fps: {e}") from None
+        if self.meva_workers < 0:
+            raise ConfigError(f"dataset.meva_workers must be >= 0, got {self.meva_workers}")
+        for name in ("meva_dates", "meva_exclude_status"):
+            if isinstance(getattr(self, name), str):
+                raise ConfigError(f"dataset.{name} must be a list, got the single string {getattr(self, name)!r}")
+            object.__setattr__(self, name, tuple(str(v) for v in getattr(self, name)))
+        bad = [d for d in self.meva_dates if not re.fullmatch(r"\d{4}-\d\d-\d\d", d)]
+        if bad:
+            raise ConfigError(f"dataset.meva_dates must be YYYY-MM-DD dates, got {bad}")
         if self.synthetic_seed < 0 or self.synthetic_videos < 1:
             raise ConfigError("dataset.synthetic_seed must be >= 0 and dataset.synthetic_videos >= 1")
         if isinstance(self.paths, (str, Path)):
@@ -161,6 +205,8 @@ def load_dataset(cfg: DatasetConfig, progress: bool = True) -> list[VideoAnnotat
     if not cfg.paths:
         raise ConfigError(f"dataset.paths is empty: give the {cfg.kind} annotation files or folders")
     cats, preds = label_maps(cfg)
+    if cfg.kind == "meva":
+        return _load_meva(cfg, cats, preds, progress)
     if cfg.kind == "action_genome":
         if len(cfg.paths) != 1:
             raise ConfigError(f"dataset.paths for action_genome must be one annotations folder, got {cfg.paths}")
@@ -170,6 +216,20 @@ def load_dataset(cfg: DatasetConfig, progress: bool = True) -> list[VideoAnnotat
         return [v.annotation for v in videos]
     return load_vidvrd_dataset(cfg.paths, cats, preds, split=cfg.split, min_frames=cfg.min_frames,
                                max_videos=cfg.max_videos, progress=progress)
+
+
+def _load_meva(cfg: DatasetConfig, cats: LabelMap, preds: LabelMap, progress: bool) -> list[VideoAnnotation]:
+    """MEVA clips of the configured dates at ``meva_fps`` (``offline_train.data.meva.load_meva``), labels mapped."""
+    clips = load_meva(cfg.paths, fps=cfg.meva_fps, dates=cfg.meva_dates, split=cfg.split,
+                      cache_dir=cfg.meva_cache_dir or MEVA_CACHE_DIR, workers=cfg.meva_workers,
+                      skip_empty=cfg.meva_skip_empty, exclude_status=cfg.meva_exclude_status, progress=progress)
+    out = []
+    for c in clips:
+        if c.annotation.frame_count >= cfg.min_frames:
+            out.append(remap_annotation(c.annotation, cats, preds, f"MEVA clip {c.name}"))
+        if cfg.max_videos and len(out) >= cfg.max_videos:
+            break
+    return out
 
 
 def _load_synthetic(cfg: DatasetConfig, progress: bool) -> list[VideoAnnotation]:
