@@ -1,0 +1,283 @@
+"""scene_graph_node: a lifecycle node that runs the vsgg engine on a camera stream and publishes the scene graph.
+
+Lifecycle (managed by ``ros2 lifecycle``, the launch file or ``vsgg ros-launch``):
+
+* configure: parameters -> Engine built and warmed up (numba compiled, models loaded), so the first frame is fast;
+* activate: subscription (``image_raw`` sensor_msgs/Image, or ``detections`` vision_msgs/Detection2DArray; sensor-data
+  QoS: best effort, depth 1), publishers, services and the inference thread are created;
+* deactivate: all of those released (the engine and its graph are kept); cleanup: the engine is dropped.
+
+Topics and services (relative names; remap them in the launch file):
+
+* ``graph_delta`` vsgg_msgs/SceneGraphDelta, reliable keep-last 100: one per processed frame, seq +1 each;
+* ``graph`` vsgg_msgs/SceneGraph, reliable transient-local depth 1: the latest graph (late joiners get it at once);
+* ``/diagnostics`` diagnostic_msgs/DiagnosticArray: input/processed rates, latency, dropped frames, epoch, seq;
+* ``get_graph`` vsgg_msgs/GetSceneGraph and ``reset`` vsgg_msgs/ResetGraph.
+
+Inference runs on the node's own worker thread, never in an executor callback: the subscription callback only
+hands the newest message over (a one-slot mailbox; a frame still waiting when the next arrives is dropped and
+counted). Frames older than ``max_frame_age_s`` and malformed or oversized images are logged (throttled) and
+skipped; the node keeps running. ``filter.*`` thresholds can be changed at run time (checked as a FilterConfig).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType,
+                                SetParametersResult)
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from vsgg_msgs.srv import GetSceneGraph, ResetGraph
+
+from vsgg_nodes import convert
+from vsgg_nodes.node_engine import FILTER_PARAMS, build_engine
+from vsgg_nodes.node_main import run_node
+from vsgg_nodes.node_params import SCENE_GRAPH_NODE
+
+DELTA_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
+GRAPH_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATENCY_WINDOW = 300  # frames kept for the latency figures of /diagnostics
+_PTYPE = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+          float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+
+
+def descriptor(spec) -> ParameterDescriptor:
+    """A ParameterDescriptor with the spec's type, range, description and read-only flag."""
+    d = ParameterDescriptor(name=spec.name, type=_PTYPE[type(spec.default)], read_only=not spec.dynamic,
+                            description=spec.description + (f" (one of: {', '.join(spec.choices)})"
+                                                             if spec.choices else ""))
+    if isinstance(spec.default, float) and spec.lo is not None:
+        d.floating_point_range = [FloatingPointRange(from_value=float(spec.lo), to_value=float(spec.hi), step=0.0)]
+    elif isinstance(spec.default, int) and not isinstance(spec.default, bool) and spec.lo is not None:
+        d.integer_range = [IntegerRange(from_value=int(spec.lo), to_value=int(spec.hi), step=0)]
+    return d
+
+
+class SceneGraphNode(LifecycleNode):
+    """Thin lifecycle adapter: message -> convert -> Engine.step -> convert -> publish."""
+
+    def __init__(self, **kwargs):
+        super().__init__("scene_graph_node", **kwargs)
+        for spec in SCENE_GRAPH_NODE:
+            self.declare_parameter(spec.name, spec.default, descriptor(spec))
+        self._bad = [r for r in (s.check(self.get_parameter(s.name).value) for s in SCENE_GRAPH_NODE) if r]
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.engine = self._class_index = None
+        self._lock = threading.Lock()           # the engine: worker step vs. services and parameter changes
+        self._cv = threading.Condition()         # the one-slot mailbox
+        self._pending = None
+        self._running = False
+        self._worker = None
+        self._ros = []                           # entities made on activate, destroyed on deactivate
+        self._stats = self._new_stats()
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self._bad:
+            self.get_logger().error("bad parameters: " + "; ".join(self._bad))
+            return TransitionCallbackReturn.FAILURE
+        values = {s.name: self.get_parameter(s.name).value for s in SCENE_GRAPH_NODE}
+        try:
+            self.engine, self._class_index = build_engine(values)
+            self.engine.warmup()
+        except (ValueError, FileNotFoundError, TypeError) as e:
+            self.get_logger().error(f"configure failed: {e}")
+            return TransitionCallbackReturn.FAILURE
+        self._held = frozenset()
+        self.get_logger().info(f"engine ready, epoch {self.engine.epoch}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        p = self.get_parameter
+        from vsgg_msgs.msg import SceneGraph, SceneGraphDelta
+        self._kit = convert.rclpy_kit()
+        self._delta_pub = self.create_publisher(SceneGraphDelta, "graph_delta", DELTA_QOS)
+        self._graph_pub = self.create_publisher(SceneGraph, "graph", GRAPH_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if p("input").value == "image":
+            sub = self.create_subscription(Image, "image_raw", self._on_input, qos_profile_sensor_data)
+        else:
+            from vision_msgs.msg import Detection2DArray  # optional package: imported only when used
+            sub = self.create_subscription(Detection2DArray, "detections", self._on_input, qos_profile_sensor_data)
+        self._ros = [self._delta_pub, self._graph_pub, self._diag_pub, sub,
+                     self.create_service(GetSceneGraph, "get_graph", self._on_get_graph),
+                     self.create_service(ResetGraph, "reset", self._on_reset),
+                     self.create_timer(p("diagnostics_period_s").value, self._publish_diagnostics)]
+        self._stats = self._new_stats()
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="vsgg-inference", daemon=True)
+        self._worker.start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.engine = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def close(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        with self._cv:
+            self._running, self._pending = False, None
+            self._cv.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=10)
+            self._worker = None
+        for ent in self._ros:
+            if hasattr(ent, "cancel"):
+                ent.cancel()
+                self.destroy_timer(ent)
+            elif hasattr(ent, "publish"):
+                self.destroy_publisher(ent)
+            elif hasattr(ent, "srv_type"):
+                self.destroy_service(ent)
+            else:
+                self.destroy_subscription(ent)
+        self._ros = []
+
+    # ------------------------------------------------------------------------------------------ input
+    def _on_input(self, msg) -> None:
+        """Executor thread: hand the newest message to the worker (never blocks on inference)."""
+        self._stats["received"] += 1
+        with self._cv:
+            if self._pending is not None:
+                self._stats["dropped_busy"] += 1
+            self._pending = (msg, time.monotonic())
+            self._cv.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._cv:
+                while self._running and self._pending is None:
+                    self._cv.wait()
+                if not self._running:
+                    return
+                (msg, t_in), self._pending = self._pending, None
+            self._process(msg, t_in)
+
+    def _process(self, msg, t_in: float) -> None:
+        log, st = self.get_logger(), self._stats
+        stamp = convert.stamp_of(msg)
+        t = float(stamp[0]) + float(stamp[1]) * 1e-9
+        max_age = self.get_parameter("max_frame_age_s").value
+        age = self.get_clock().now().nanoseconds * 1e-9 - t
+        if max_age > 0 and age > max_age:
+            st["dropped_old"] += 1
+            log.warning(f"dropping frames older than max_frame_age_s={max_age} (this one {age:.2f} s)",
+                        throttle_duration_sec=5.0)
+            return
+        try:
+            if self.engine.detector is not None:
+                frame = convert.image_to_bgr(msg, self.get_parameter("max_image_pixels").value)
+            else:
+                frame = convert.detections_from_vision(msg, self._class_index)
+            with self._lock:
+                res = self.engine.step(frame, t)
+                held, self._held = self._held, frozenset(res.graph.relations)
+        except (ValueError, TypeError) as e:
+            st["dropped_bad"] += 1
+            log.error(f"input skipped: {e}", throttle_duration_sec=5.0)
+            return
+        frame_id = self.get_parameter("frame_id").value or msg.header.frame_id
+        self._delta_pub.publish(self._kit.delta(convert.delta_fields(res.delta, held, frame_id, stamp)))
+        st["processed"] += 1
+        if st["processed"] % self.get_parameter("snapshot_every").value == 0:
+            self._graph_pub.publish(self._kit.graph(convert.graph_fields(res.graph, frame_id, stamp)))
+        self._frame_id, self._stamp = frame_id, stamp
+        st["latency_ms"].append((time.monotonic() - t_in) * 1e3)
+
+    # ------------------------------------------------------------------------------------------ services
+    def _on_get_graph(self, request, response):
+        with self._lock:
+            g = self.engine.snapshot()
+        frame_id, stamp = getattr(self, "_frame_id", ""), getattr(self, "_stamp", None)
+        response.graph = self._kit.graph(convert.graph_fields(g, frame_id, stamp if g.seq else None))
+        return response
+
+    def _on_reset(self, request, response):
+        with self._lock:
+            self.engine.reset()
+            self._held = frozenset()
+            g = self.engine.snapshot()
+        # the empty graph of the new epoch goes to late joiners at once
+        self._graph_pub.publish(self._kit.graph(convert.graph_fields(g, getattr(self, "_frame_id", ""))))
+        response.success, response.message, response.epoch = True, "", g.epoch
+        self.get_logger().info(f"reset: new epoch {g.epoch}")
+        return response
+
+    # ------------------------------------------------------------------------------------------ parameters
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """Refuse any value outside its spec, and filter thresholds that do not form a valid FilterConfig."""
+        specs = {s.name: s for s in SCENE_GRAPH_NODE}
+        for prm in params:
+            spec = specs.get(prm.name)
+            reason = None if spec is None else spec.check(prm.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        new = {prm.name: prm.value for prm in params if prm.name in FILTER_PARAMS}
+        if new and self.engine is not None:
+            from dataclasses import replace
+
+            from engine.config import ConfigError
+            with self._lock:
+                cur = self.engine.cfg.filter
+                fields = {k.split(".", 1)[1]: float(v) for k, v in new.items()}
+                try:
+                    cfg = replace(cur, **fields)
+                except (ConfigError, ValueError) as e:
+                    return SetParametersResult(successful=False, reason=str(e))
+                self.engine.cfg = replace(self.engine.cfg, filter=cfg)
+                self.engine.filter.cfg = cfg
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------------------------------ diagnostics
+    @staticmethod
+    def _new_stats() -> dict:
+        return {"received": 0, "processed": 0, "dropped_busy": 0, "dropped_old": 0, "dropped_bad": 0,
+                "latency_ms": deque(maxlen=LATENCY_WINDOW), "since": time.monotonic(), "last": (0, 0)}
+
+    def _publish_diagnostics(self) -> None:
+        st = self._stats
+        now = time.monotonic()
+        dt = max(now - st["since"], 1e-9)
+        r0, p0 = st["last"]
+        lat = np.array(st["latency_ms"]) if st["latency_ms"] else np.zeros(1)
+        g = self.engine.snapshot() if self.engine is not None else None
+        values = {"input_hz": (st["received"] - r0) / dt, "processed_hz": (st["processed"] - p0) / dt,
+                  "latency_p50_ms": float(np.percentile(lat, 50)), "latency_p95_ms": float(np.percentile(lat, 95)),
+                  "dropped_busy": st["dropped_busy"], "dropped_old": st["dropped_old"],
+                  "dropped_bad": st["dropped_bad"], "epoch": g.epoch if g else "", "seq": g.seq if g else 0}
+        st["since"], st["last"] = now, (st["received"], st["processed"])
+        dropped = st["dropped_old"] + st["dropped_bad"]
+        status = DiagnosticStatus(level=DiagnosticStatus.WARN if dropped else DiagnosticStatus.OK,
+                                  name=f"{self.get_name()}: scene graph", hardware_id=self.get_fully_qualified_name(),
+                                  message="frames dropped (old or malformed)" if dropped else "ok",
+                                  values=[KeyValue(key=k, value=f"{v:.3f}" if isinstance(v, float) else str(v))
+                                          for k, v in values.items()])
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
+
+
+def main(args=None) -> int:
+    return run_node(SceneGraphNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
