@@ -46,4 +46,4 @@ def load_backend_stepper(path: str | Path, backend: str = "auto"):
     here = info.path.parent
     prior_dir = here if (here / "prior.npy").is_file() else here / "checkpoint"
     return LoadedModel(f"{rb.name}:{info.path}", step, init, objects, predicates, info.feature_lag,
-                       read_prior(prior_dir, len(objects), len(predicates)))
+                       read_prior(prior_dir, len(objects), len(predicates)), dict(info.train_config))

@@ -1,4 +1,4 @@
-"""`vsgg eval [--model PATH] --vidvrd FILES_OR_DIR --out preds.json --report report.json`: causal PredCls evaluation."""
+"""`vsgg eval [--model PATH] (--vidvrd FILES_OR_DIR | --meva DIR) --out preds.json --report report.json`: causal PredCls evaluation."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +14,17 @@ def add_parser(parser: argparse.ArgumentParser):
     parser.add_argument("--model", default=None,
                         help="checkpoint directory (torch) or exported .onnx / model directory; default: the "
                              "shipped default model")
-    parser.add_argument("--vidvrd", nargs="+", required=True, help="annotation JSON files or folders")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--vidvrd", nargs="+", help="VidVRD/VidOR annotation JSON files or folders")
+    src.add_argument("--meva", nargs="+", help="MEVA annotation folder(s) (KPF .yml/.yml.xz), e.g. "
+                     "../shared/data/meva")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"),
+                        help="--meva: the recording-date split to score (offline_train.data.meva.DEFAULT_SPLITS)")
+    parser.add_argument("--dates", nargs="*", default=(), help="--meva: score these YYYY-MM-DD dates instead")
+    parser.add_argument("--fps", type=float, default=None,
+                        help="--meva: model frame rate (must divide 30); default: the model's training rate")
+    parser.add_argument("--workers", type=int, default=1, help="--meva: clips are scored in this many processes")
+    parser.add_argument("--max-clips", type=int, default=0, help="--meva: score at most this many clips (0 = all)")
     parser.add_argument("--out", required=True, type=Path, help="predictions JSON (official VidVRD format)")
     parser.add_argument("--report", required=True, type=Path, help="report JSON")
     parser.add_argument("--predicate-map", default="", help="YAML/JSON {dataset predicate: model predicate}")
@@ -27,17 +37,25 @@ def add_parser(parser: argparse.ArgumentParser):
 
 
 def run(args) -> int:
-    from offline_train.eval_run import run_eval
-
     t0 = time.time()
-    report = run_eval(args.model, args.vidvrd, args.out, args.report, predicate_map=args.predicate_map,
-                      category_map=args.category_map, unknown=args.unknown, baselines=not args.no_baselines,
-                      threshold=args.threshold)
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.meva:
+        from offline_train.eval_meva import run_eval_meva
+        report = run_eval_meva(args.model, args.meva, args.out, args.report, split=args.split, dates=args.dates,
+                               workers=args.workers, fps=args.fps, baselines=not args.no_baselines,
+                               threshold=args.threshold, max_clips=args.max_clips)
+    else:
+        from offline_train.eval_run import run_eval
+        report = run_eval(args.model, args.vidvrd, args.out, args.report, predicate_map=args.predicate_map,
+                          category_map=args.category_map, unknown=args.unknown, baselines=not args.no_baselines,
+                          threshold=args.threshold)
     m = report["model"]
     print(f"{report['n_videos']} videos, {report['n_gt']} GT instances ({time.time() - t0:.1f} s)")
     for name, r in [("model", m)] + [(k, v) for k, v in report.get("baselines", {}).items()]:
         d, tg = r["relation_detection"], r["relation_tagging"]
         print(f"  {name:16s} mAP {d['mAP']:.3f}  R@50 {d['R@50']:.3f}  R@100 {d['R@100']:.3f}  "
               f"P@1 {tg['P@1']:.3f}  P@5 {tg['P@5']:.3f}  P@10 {tg['P@10']:.3f}  mR@50 {r['mean_recall@50']:.3f}")
-    print(f"predictions: {args.out}\nreport: {args.report}")
+    print(f"predictions: {args.out}\nreport: {args.report}" + (f"\nchart: {report['chart']}" if "chart" in report
+                                                                 else ""))
     return 0

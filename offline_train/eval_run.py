@@ -1,6 +1,8 @@
 """`vsgg eval` implementation: load a model as a stepper, map labels, score videos, compare with baselines."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from tqdm import tqdm
 
@@ -9,6 +11,7 @@ from offline_train.data.label_map import LabelMap, remap_annotation
 from offline_train.data.vidvrd_dataset import find_annotation_files
 from offline_train.evaluate import (MergeConfig, evaluate_videos, frequency_prior_scores, merge_instances,
                                     score_video, write_outputs)
+from offline_train.plots import plot_recall_comparison
 from offline_train.stepper import load_stepper
 
 
@@ -58,5 +61,9 @@ def run_eval(model_path, vidvrd_paths, out, report_path, *, predicate_map="", ca
         predict_rules = rules_predictor(m.predicates, merge)
         full["baselines"]["world_rules"] = evaluate_videos(anns, predict_rules)[0]
     bar.close()
+    full["chart"] = str(Path(report_path).with_suffix(".png"))
     write_outputs(predictions, full, out, report_path)
+    plot_recall_comparison({"model": report["per_predicate_recall@50"],
+                            **{k: v["per_predicate_recall@50"] for k, v in full.get("baselines", {}).items()}},
+                           full["chart"], f"per-predicate recall@50 ({full['n_gt']} GT instances)")
     return full

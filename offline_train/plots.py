@@ -60,3 +60,27 @@ def plot_predicate_recall(recall: dict[str, float], path: str | Path, title: str
     fig.tight_layout()
     fig.savefig(str(path))
     return Path(path)
+
+
+def plot_recall_comparison(recalls: dict[str, dict[str, float]], path: str | Path,
+                           title: str = "per-predicate recall@50") -> Path:
+    """Grouped horizontal bars: one group per predicate (sorted by the first method's recall), one bar per method
+    ({method: {predicate: recall}}); predicates missing for a method count 0."""
+    methods = list(recalls)
+    preds = sorted({p for r in recalls.values() for p in r}, key=lambda p: recalls[methods[0]].get(p, 0.0))
+    fig = _figure(8, max(3, 0.3 * len(preds) * max(1, len(methods)) / 2 + 1.5))
+    ax = fig.add_subplot(1, 1, 1)
+    h = 0.8 / max(1, len(methods))
+    for i, m in enumerate(methods):
+        ys = [k + (i - (len(methods) - 1) / 2) * h for k in range(len(preds))]
+        ax.barh(ys, [recalls[m].get(p, 0.0) for p in preds], height=h, label=m)
+    ax.set_yticks(range(len(preds)), preds)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("recall")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    fig.legend(loc="lower center", ncol=len(methods), frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(str(path))
+    return Path(path)

@@ -2,7 +2,7 @@
 engine.backends (offline_train.eval_backend). ``load_stepper`` picks by what the path holds."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +26,7 @@ class LoadedModel:
     predicates: Vocabulary
     lag: int
     prior: np.ndarray | None      # (C_obj, C_obj, C_pred) frequency prior from the training data, if shipped
+    train_config: dict = field(default_factory=dict)  # the TrainConfig it was trained with, as a dict
 
 
 def read_prior(path: Path, n_obj: int, n_pred: int) -> np.ndarray | None:
@@ -58,7 +59,7 @@ def load_torch_stepper(path: str | Path) -> LoadedModel:
 
     objects, predicates = Vocabulary("objects", meta.objects), Vocabulary("predicates", meta.predicates)
     return LoadedModel(f"torch:{path}", step, init, objects, predicates, int(meta.config["feature_lag"]),
-                       read_prior(Path(path), len(objects), len(predicates)))
+                       read_prior(Path(path), len(objects), len(predicates)), dict(meta.config))
 
 
 def load_stepper(path: str | Path | None) -> LoadedModel:

@@ -77,6 +77,9 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     mean, std = feature_stats(train_clips)
     model.tokenizer.feat_mean.copy_(torch.from_numpy(mean))
     model.tokenizer.feat_std.copy_(torch.from_numpy(std))
+    if cfg.run.init_from:
+        copied = init_weights(model, cfg.run.init_from)
+        print(f"initialised {len(copied)} of {len(model.state_dict())} tensors from {cfg.run.init_from}")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
 
     cfg_dict = to_dict(cfg)
@@ -129,6 +132,26 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
                               f"val per-predicate recall@{cfg.run.eval_k} (epoch {epoch + 1})")
     (out / "history.json").write_text(json.dumps(meta.history, indent=1))
     return out
+
+
+# Buffers that belong to the new data, never to the checkpoint a run starts from: the label / predicate text
+# embedding tables (other vocabularies) and the feature normalisation (other cameras, other motion).
+_DATA_BUFFERS = ("tokenizer.label_table", "tokenizer.feat_mean", "tokenizer.feat_std", "head.predicate_table")
+
+
+def init_weights(model, path: str | Path) -> list[str]:
+    """Copy into ``model`` every tensor of checkpoint ``path`` whose name and shape match, except the data buffers;
+    returns the names copied. A checkpoint of another model version, or one sharing no tensor, is refused."""
+    meta = read_meta(path)
+    if meta.model_version != MODEL_VERSION:
+        raise CheckpointError(f"{path}: model version {meta.model_version}, this code builds version {MODEL_VERSION}")
+    src = load_weights(path)
+    own = model.state_dict()
+    copied = [k for k, v in src.items() if k in own and k not in _DATA_BUFFERS and own[k].shape == v.shape]
+    if not copied:
+        raise CheckpointError(f"{path}: no tensor matches this model's names and shapes (another model config?)")
+    model.load_state_dict({**own, **{k: src[k] for k in copied}})
+    return copied
 
 
 def _without_epochs(cfg: dict) -> dict:

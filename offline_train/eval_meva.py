@@ -1,0 +1,142 @@
+"""`vsgg eval --meva DIR`: causal PredCls evaluation on MEVA's real relations, with two baselines, sharded over
+worker processes.
+
+Each clip is loaded once at the annotation's own 30 fps (the ground truth and the boxes of the predictions) and seen
+by the model at its training frame rate (``offline_train.sparse_clips.subsample``); predictions are written at the
+30 fps frame indices (``offline_train.sparse_eval``). The report has the same keys as ``--vidvrd``'s: for the model
+and for each baseline, ``relation_detection`` {mAP, R@50, R@100}, ``relation_tagging`` {P@1, P@5, P@10},
+``per_predicate_recall@50``, ``mean_recall@50``. Baselines, both from the ``prior.npy`` shipped with the model
+(counted on its training dates): ``frequency_prior`` scores every co-present pair P(predicate | subject category,
+object category); ``prior_x_proximity`` multiplies that by 1 / (1 + pair distance).
+
+Person-person activities are annotated in both directions by the loader (``offline_train.data.meva``), so a model
+predicting either direction of a mutual relation is scored against its own direction's instance.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from engine.vocab import Vocabulary
+from offline_train.evaluate import MergeConfig, evaluate_videos, write_outputs
+from offline_train.sparse_clips import make_sparse_clip, subsample
+from offline_train.sparse_eval import merge_sparse, prior_scores, score_sparse
+from offline_train.stepper import load_stepper
+
+METHODS = ("model", "frequency_prior", "prior_x_proximity")
+_worker: dict = {}
+
+
+def model_fps(m, default: float = 10.0) -> float:
+    """The frame rate a model was trained at (its training config's ``train_data.meva_fps`` for MEVA models)."""
+    data = (m.train_config or {}).get("train_data", {})
+    return float(data.get("meva_fps", default)) if data.get("kind") == "meva" else default
+
+
+def _init_worker(model_path, merge: MergeConfig, stride: int, baselines: bool, threads: int) -> None:
+    import os
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    m = load_stepper(model_path)
+    _worker.update(m=m, merge=merge, stride=stride, baselines=baselines)
+
+
+def _predict(ann30) -> tuple[str, dict]:
+    """Predictions of every method for one clip (annotation at 30 fps)."""
+    m, merge, stride = _worker["m"], _worker["merge"], _worker["stride"]
+    preds = Vocabulary("predicates", tuple(m.predicates.names))
+    clip = make_sparse_clip(subsample(ann30, stride), m.objects, _targets(m, ann30), m.lag)
+    out = {"model": merge_sparse(score_sparse(m.step, m.init_state, clip, len(preds)), clip, ann30, preds, merge,
+                                 stride)}
+    if _worker["baselines"] and m.prior is not None:
+        out["frequency_prior"] = merge_sparse(prior_scores(m.prior, clip), clip, ann30, preds, merge, stride)
+        out["prior_x_proximity"] = merge_sparse(prior_scores(m.prior, clip, with_proximity=True), clip, ann30, preds,
+                                                merge, stride)
+    return ann30.video_id, out
+
+
+def _targets(m, ann) -> Vocabulary:
+    """The predicate vocabulary for the clip's (unused) targets: the model's, plus any annotated name it lacks, so
+    a model trained on fewer predicates (open-vocabulary base split) can still be scored on every annotation."""
+    extra = tuple(sorted({r.predicate for r in ann.relations} - set(m.predicates.names)))
+    return Vocabulary("predicates", tuple(m.predicates.names) + extra)
+
+
+def predict_all(model_path, anns30: list, stride: int, merge: MergeConfig, *, workers: int = 1,
+                baselines: bool = True, progress: bool = True) -> dict[str, dict]:
+    """{method: {video_id: [VideoRelation]}} over ``anns30``, in ``workers`` processes (1 = this process)."""
+    results: dict[str, dict] = {k: {} for k in METHODS}
+    bar = tqdm(total=len(anns30), desc="eval meva", unit="clip", disable=not progress, leave=False)
+    if workers <= 1:
+        _init_worker(model_path, merge, stride, baselines, 1)
+        it = map(_predict, anns30)
+        pool = None
+    else:
+        # spawn, not fork: ONNX Runtime and OpenMP thread pools do not survive a fork
+        pool = mp.get_context("spawn").Pool(workers, _init_worker, (model_path, merge, stride, baselines, 1))
+        it = pool.imap_unordered(_predict, anns30, chunksize=1)
+    try:
+        for vid, out in it:
+            for k, v in out.items():
+                results[k][vid] = v
+            bar.update(1)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.close()
+            pool.join()
+    return {k: v for k, v in results.items() if v}
+
+
+def run_eval_meva(model_path, meva_paths, out, report_path, *, split: str = "test", dates=(), workers: int = 1,
+                  fps: float | None = None, baselines: bool = True, threshold: float | None = None,
+                  cache_dir: str = "", max_clips: int = 0, progress: bool = True) -> dict:
+    """Evaluate on the MEVA clips of ``split`` (or ``dates``); writes predictions (VidVRD-helper JSON, 30 fps frame
+    indices), the report JSON and a per-predicate recall chart beside the report. Returns the report."""
+    from offline_train.data.meva import load_meva
+    from offline_train.data.meva_cache import DEFAULT_CACHE_DIR
+    from offline_train.plots import plot_recall_comparison
+
+    t0 = time.time()
+    m = load_stepper(model_path)
+    fps = fps or model_fps(m)
+    stride = int(round(30 / fps))
+    if stride < 1 or abs(30 / stride - fps) > 1e-6:
+        raise ValueError(f"--fps must divide 30 (30, 15, 10, 6, 5, ...), got {fps}")
+    clips = load_meva(list(meva_paths), fps=30, dates=tuple(dates), split="" if dates else split,
+                      cache_dir=cache_dir or DEFAULT_CACHE_DIR, progress=progress)
+    anns = [c.annotation for c in clips]
+    anns = [a for a in anns if a.relations] + [a for a in anns if not a.relations]
+    if max_clips:
+        anns = anns[:max_clips]
+    if not anns:
+        raise ValueError(f"no MEVA clips found under {list(meva_paths)} for "
+                         + (f"dates {list(dates)}" if dates else f"split '{split}'"))
+    unknown = sorted({c for a in anns for c in a.categories} - set(m.objects.names))
+    if unknown:
+        raise ValueError(f"object categories {unknown} are not in the model's vocabulary {list(m.objects.names)}: "
+                         "is this a MEVA model?")
+    merge = MergeConfig() if threshold is None else MergeConfig(threshold=threshold)
+    preds = predict_all(model_path, anns, stride, merge, workers=workers, baselines=baselines, progress=progress)
+    report, _ = evaluate_videos(anns, lambda a: preds["model"][a.video_id])
+    full = {"model_path": m.name, "dataset": "meva", "split": split if not dates else "", "dates": list(dates),
+            "model_fps": fps, "n_videos": report["n_videos"], "n_gt": report["n_gt"], "model": report,
+            "merge": vars(merge), "workers": workers, "wall_s": 0.0,
+            "ground_truth": "scored as annotated; person-person activities in both directions"}
+    if baselines:
+        full["baselines"] = {k: evaluate_videos(anns, lambda a, k=k: preds[k][a.video_id])[0]
+                             for k in METHODS[1:] if k in preds}
+    full["wall_s"] = round(time.time() - t0, 1)
+    write_outputs(preds["model"], full, out, report_path)
+    chart = Path(report_path).with_suffix(".png")
+    plot_recall_comparison({"model": report["per_predicate_recall@50"],
+                            **{k: v["per_predicate_recall@50"] for k, v in full.get("baselines", {}).items()}},
+                           chart, f"per-predicate recall@50, MEVA {full['split'] or ','.join(dates)} "
+                                  f"({full['n_gt']} GT instances)")
+    full["chart"] = str(chart)
+    Path(report_path).write_text(json.dumps(full, indent=1, sort_keys=True))
+    return full

@@ -1,0 +1,93 @@
+"""`vsgg eval --meva`: a model trained on real MEVA clips (the tests/data/meva fixture), scored with both baselines,
+predictions at the annotation's 30 fps frames, the same report from 1 and 2 worker processes, and the CLI."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from engine.cli.main import main  # noqa: E402
+from offline_train.config import load_train_config  # noqa: E402
+from offline_train.data.meva import load_meva  # noqa: E402
+from offline_train.eval_meva import run_eval_meva  # noqa: E402
+from offline_train.train import train  # noqa: E402
+
+MEVA = str(Path(__file__).resolve().parents[1] / "data" / "meva")
+DATES = ("2018-03-11",)
+
+
+@pytest.fixture(scope="module")
+def meva_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("meva_tiny")
+    data = [f"paths=[{MEVA}]", "kind=meva", f"meva_cache_dir={out / 'cache'}", "meva_workers=1"]
+    cfg = load_train_config(preset="tiny", overrides=[
+        *(f"train_data.{d}" for d in data), *(f"val_data.{d}" for d in data), "train_data.meva_dates=[2018-03-11]",
+        "val_data.meva_dates=[2018-03-11]", "train_data.split=", "val_data.split=", "optim.epochs=1",
+        "optim.max_pairs=16", "optim.crops_per_video=4", "run.val_window=64", f"run.out_dir={out}",
+        "run.progress=false"])
+    train(cfg)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reports(meva_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("meva_eval")
+    cache = str(meva_model / "cache")
+    one = run_eval_meva(meva_model / "best", [MEVA], out / "p1.json", out / "r1.json", dates=DATES, workers=1,
+                        threshold=0.05, cache_dir=cache, progress=False)
+    two = run_eval_meva(meva_model / "best", [MEVA], out / "p2.json", out / "r2.json", dates=DATES, workers=2,
+                        threshold=0.05, cache_dir=cache, progress=False)
+    return out, one, two, cache
+
+
+def test_report_has_the_vidvrd_keys_for_the_model_and_both_baselines(reports):
+    _, one, _, _ = reports
+    assert one["n_videos"] == 3 and one["n_gt"] > 10 and one["model_fps"] == 10.0
+    for block in (one["model"], one["baselines"]["frequency_prior"], one["baselines"]["prior_x_proximity"]):
+        assert set(block["relation_detection"]) == {"mAP", "R@50", "R@100"}
+        assert set(block["relation_tagging"]) == {"P@1", "P@5", "P@10"}
+        assert "per_predicate_recall@50" in block
+    assert Path(one["chart"]).is_file()
+
+
+def test_sharding_over_workers_gives_the_same_report(reports):
+    out, one, two, _ = reports
+    for k in ("model", "baselines"):
+        assert one[k] == two[k]
+    assert json.loads((out / "p1.json").read_text()) == json.loads((out / "p2.json").read_text())
+
+
+def test_predictions_are_written_at_the_annotation_frames(reports):
+    out, _, _, cache = reports
+    preds = json.loads((out / "p1.json").read_text())["results"]
+    clips = {c.name: c for c in load_meva([MEVA], fps=30, dates=DATES, cache_dir=cache, progress=False)}
+    n = 0
+    for vid, rels in preds.items():
+        ann = clips[vid].annotation
+        for r in rels:
+            b, e = r["duration"]
+            assert 0 <= b < e <= ann.frame_count and b % 3 == 0  # model frames are every 3rd annotation frame
+            assert len(r["sub_traj"]) == e - b
+            n += 1
+    assert n > 0
+
+
+def test_cli_meva_eval(meva_model, tmp_path, capsys):
+    rc = main(["eval", "--model", str(meva_model / "best"), "--meva", MEVA, "--dates", *DATES, "--out",
+               str(tmp_path / "p.json"), "--report", str(tmp_path / "r.json"), "--max-clips", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "prior_x_proximity" in out and (tmp_path / "r.png").is_file()
+
+
+def test_a_non_meva_model_is_refused(tmp_path, meva_model):
+    with pytest.raises(ValueError, match="not in the model's vocabulary"):
+        run_eval_meva(None, [MEVA], tmp_path / "p.json", tmp_path / "r.json", dates=DATES,
+                      cache_dir=str(meva_model / "cache"), progress=False)
+
+
+def test_no_clip_for_the_dates_is_a_clear_error(tmp_path, meva_model):
+    with pytest.raises(ValueError, match="no MEVA clips"):
+        run_eval_meva(meva_model / "best", [MEVA], tmp_path / "p.json", tmp_path / "r.json", dates=("2019-01-01",),
+                      cache_dir=str(meva_model / "cache"), progress=False)
