@@ -37,10 +37,15 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
 
 
 def train_one_epoch(model, clips: list[VideoClip], optimizer, rng: np.random.Generator, optim: OptimConfig,
-                    loss: LossSpec, step: int, total_steps: int, epoch: int, progress: bool = True) -> tuple[dict, int]:
+                    loss: LossSpec, step: int, total_steps: int, epoch: int, progress: bool = True,
+                    rank: int = 0, world: int = 1) -> tuple[dict, int]:
     """One pass over ``clips`` in random order, a random crop of ``optim.clip_len`` frames each,
     ``optim.videos_per_step`` videos per optimizer step; the learning rate follows ``lr_at`` from global ``step`` of
-    ``total_steps``. Returns (mean losses, new global step)."""
+    ``total_steps``. Returns (mean losses, new global step).
+
+    Data parallel (``world`` > 1, torch.distributed initialised): every rank draws the same crops from the same
+    ``rng`` and computes the videos j of each step with j % world == rank; the gradients are summed over ranks, so
+    a step is the same as one process's with the same global batch (up to float summation order)."""
     clip_len, videos_per_step = optim.clip_len, optim.videos_per_step
     model.train()
     order = rng.permutation(np.repeat(np.arange(len(clips)), optim.crops_per_video))
@@ -52,10 +57,10 @@ def train_one_epoch(model, clips: list[VideoClip], optimizer, rng: np.random.Gen
             g["lr"] = lr_at(step, total_steps, optim.lr, optim.warmup_steps)
         optimizer.zero_grad(set_to_none=True)
         batch = [clips[i] for i in order[b:b + videos_per_step]]
-        for c in batch:
-            start = int(rng.integers(0, max(1, c.num_frames - clip_len + 1)))
+        for j, c in enumerate(batch):
+            start = int(rng.integers(0, max(1, c.num_frames - clip_len + 1)))  # drawn on every rank: same stream
             start = _crop_with_pairs(c, start, clip_len)
-            if start is None:
+            if start is None or j % world != rank:
                 continue  # no frame of this video has two entities at once: nothing to learn from
             feats, sl, ol, present, targets = clip_tensors(c.crop(start, clip_len, optim.max_pairs))
             losses = relation_loss(model.forward_clip(feats, sl, ol, present), targets, present, loss.groups,
@@ -64,15 +69,40 @@ def train_one_epoch(model, clips: list[VideoClip], optimizer, rng: np.random.Gen
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n += 1
+        if world > 1:
+            _sum_gradients(model)
         torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
         optimizer.step()
         step += 1
         if n:
             bar.set_postfix(loss=f"{sums['loss'] / n:.4f}")
+    if world > 1:
+        sums, n = _sum_counts(sums, n, ["loss"] + [f"loss_{g[0]}" for g in loss.groups])
     if n == 0:
         raise ValueError(f"epoch {epoch}: none of the {len(clips)} training videos has a frame where two entities are "
                          "present together, so there is no pair to train on (check the dataset's boxes and splits)")
     return {k: v / n for k, v in sums.items()}, step
+
+
+def _sum_gradients(model) -> None:
+    """All-reduce (sum) every gradient over the ranks, one flat buffer (missing gradients count as zeros)."""
+    import torch.distributed as dist
+    params = [p for p in model.parameters() if p.requires_grad]
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    k = 0
+    for p in params:
+        p.grad = flat[k:k + p.numel()].view_as(p).clone()
+        k += p.numel()
+
+
+def _sum_counts(sums: dict, n: int, keys: list[str]) -> tuple[dict, int]:
+    """Loss sums and item counts of this epoch added over the ranks (for the logged means); ``keys`` the same on
+    every rank, also on one that computed nothing."""
+    import torch.distributed as dist
+    t = torch.tensor([float(n)] + [sums.get(k, 0.0) for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    return {k: float(v) for k, v in zip(keys, t[1:])}, int(t[0])
 
 
 def _crop_with_pairs(c: VideoClip, start: int, clip_len: int) -> int | None:

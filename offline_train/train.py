@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -47,7 +48,11 @@ def uses_sparse_clips(cfg: TrainConfig) -> bool:
 def train(cfg: TrainConfig, resume: bool = True) -> Path:
     """Train with ``cfg``; writes ``<out_dir>/last`` and ``<out_dir>/best`` checkpoints, history.json and PNG plots.
 
-    With ``resume`` and a ``last`` checkpoint of the same config in out_dir, training continues from its epoch."""
+    With ``resume`` and a ``last`` checkpoint of the same config in out_dir, training continues from its epoch.
+    Started by torchrun (WORLD_SIZE > 1, ``vsgg train --nproc N``), every rank trains on its share of each step's
+    videos and the gradients are summed (gloo on CPU); rank 0 alone validates, writes and prints."""
+    rank, world = _init_distributed()
+    main = rank == 0
     out = Path(cfg.run.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.run.threads:
@@ -59,7 +64,7 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     vo, vp = dataset_vocabularies(cfg.val_data)
     if vo.names != objects.names or vp.names != predicates.names:
         raise ValueError("train_data and val_data use different vocabularies")
-    lag, prog = cfg.feature_lag, cfg.run.progress
+    lag, prog = cfg.feature_lag, cfg.run.progress and main
     train_anns = load_dataset(cfg.train_data, prog)
     sparse = uses_sparse_clips(cfg)
     train_clips = build_clips(train_anns, objects, predicates, lag, "features (train)", prog, sparse)
@@ -79,7 +84,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     model.tokenizer.feat_std.copy_(torch.from_numpy(std))
     if cfg.run.init_from:
         copied = init_weights(model, cfg.run.init_from)
-        print(f"initialised {len(copied)} of {len(model.state_dict())} tensors from {cfg.run.init_from}")
+        if main:
+            print(f"initialised {len(copied)} of {len(model.state_dict())} tensors from {cfg.run.init_from}")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
 
     cfg_dict = to_dict(cfg)
@@ -100,17 +106,23 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         t0 -= old.history[-1].get("time_s", 0.0) if old.history else 0.0
         best = max((h.get(f"mean_recall@{cfg.run.eval_k}", -1.0) for h in old.history), default=-1.0)
         if start_epoch >= cfg.optim.epochs:
+            _finish_distributed(world)
+            if not main:
+                return out
             print(f"{out} is already complete ({start_epoch} of {cfg.optim.epochs} epochs): nothing to do. Train more "
                   f"with optim.epochs=N (N > {start_epoch}), or start over with --no-resume")
             return out
-        print(f"resuming from {out / 'last'} at epoch {start_epoch} of {cfg.optim.epochs}")
+        if main:
+            print(f"resuming from {out / 'last'} at epoch {start_epoch} of {cfg.optim.epochs}")
 
     steps_per_epoch = -(-len(train_clips) // cfg.optim.videos_per_step)
     total = steps_per_epoch * cfg.optim.epochs
     for epoch in range(start_epoch, cfg.optim.epochs):
         rng = np.random.default_rng([cfg.run.seed, epoch])  # per-epoch stream: resuming replays the same order
         losses, step = train_one_epoch(model, train_clips, opt, rng, cfg.optim, loss_spec, step, total, epoch + 1,
-                                       progress=prog)
+                                       progress=prog, rank=rank, world=world)
+        if not main:
+            continue
         ev = evaluate(model, val_clips, loss_spec, k=cfg.run.eval_k, window=cfg.run.val_window,
                       max_pairs=cfg.optim.max_pairs)
         per_pred = {predicates.names[i]: v for i, v in ev.pop("per_predicate_recall").items()}
@@ -130,8 +142,29 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         plot_losses(meta.history, out / "loss.png")
         plot_predicate_recall(per_pred, out / "predicate_recall.png",
                               f"val per-predicate recall@{cfg.run.eval_k} (epoch {epoch + 1})")
-    (out / "history.json").write_text(json.dumps(meta.history, indent=1))
+    if main:
+        (out / "history.json").write_text(json.dumps(meta.history, indent=1))
+    _finish_distributed(world)
     return out
+
+
+def _init_distributed() -> tuple[int, int]:
+    """(rank, world size): (0, 1) for a plain process; under torchrun, the process group is joined (gloo on CPU,
+    nccl when CUDA is available)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+def _finish_distributed(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 # Buffers that belong to the new data, never to the checkpoint a run starts from: the label / predicate text

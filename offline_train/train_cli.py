@@ -13,12 +13,28 @@ def add_parser(parser: argparse.ArgumentParser):
                         "minute; its model is not useful), default (the shipped synthetic model, ~25 min), meva "
                         "(real MEVA relations); default: default")
     parser.add_argument("--no-resume", action="store_true", help="start over even if run.out_dir has a checkpoint")
+    parser.add_argument("--nproc", type=int, default=1, help="data-parallel processes (torchrun; gloo on CPU, nccl on "
+                        "GPU): each takes a share of every step's videos, same global batch")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, e.g. optim.epochs=4 train_data.kind=meva")
     return run
 
 
 def run(args) -> int:
+    import os
+    import subprocess
+    import sys
+
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        # relaunch this same command under torchrun; each worker runs it with WORLD_SIZE/RANK set
+        argv = ["train", *(["--config", args.config] if args.config else []),
+                *(["--preset", args.preset] if args.preset else []), *(["--no-resume"] if args.no_resume else []),
+                *args.overrides]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+               "-m", "engine.cli", *argv]
+        return subprocess.call(cmd)
     from offline_train.config import load_train_config
     from offline_train.train import train
 
