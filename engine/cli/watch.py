@@ -10,16 +10,23 @@ prefixed with the graph's seq::
     15 ~ relation 3 holding 7 score=0.75
     20 - relation 3 holding 7
     21 - entity 3 person
+    = end epoch=20261122T101500Z-1a2b3c4d seq=21 t=0.840 entities=4 relations=2
     # status epoch=... seq=21 entities=4 relations=2 deltas=21 snapshots=1 resyncs=0 gaps=0 malformed=0 synced=yes
 
 Entity box/score updates are printed only with ``--entity-updates`` (they change every frame).
-Exit status: 0; 1 when ``--count`` deltas were not seen within ``--timeout`` seconds.
+Exit status 0: the service announced the end of its stream and the watcher holds its final graph; or ``--count``
+deltas were applied; or ``--timeout`` / Ctrl-C came after a graph was received (without ``--count``).
+Exit status 1, with the reason on stderr: ``--timeout`` passed with nothing received or with ``--count`` not
+reached; the stream ended but the service went away before the watcher caught up; or the service speaks another
+wire version.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
+from engine.config import SubscriberConfig
 from engine.transport.events import GraphEvent
 from engine.transport.subscriber import GraphSubscriber
 from engine.types import Entity, Relation
@@ -51,8 +58,8 @@ def format_event(event: GraphEvent, entity_updates: bool = False) -> list[str]:
     """The lines ``vsgg watch`` prints for one subscriber event."""
     g, c = event.graph, event.changes()
     lines = []
-    if event.kind == "snapshot":
-        lines.append(f"= snapshot epoch={g.epoch} seq={g.seq} t={g.t:.3f} entities={len(g.entities)} "
+    if event.kind in ("snapshot", "end"):
+        lines.append(f"= {event.kind} epoch={g.epoch} seq={g.seq} t={g.t:.3f} entities={len(g.entities)} "
                      f"relations={len(g.relations)}")
     p = f"{g.seq} "
     lines += [p + "- " + _relation(r, False) for r in c.ended]
@@ -80,7 +87,8 @@ def add_parser(parser: argparse.ArgumentParser):
     parser.add_argument("--subtree", default="", help="key prefix: e/<id>, r/<subject>/<predicate>/<object>")
     parser.add_argument("--count", type=int, default=0, metavar="N", help="exit after N applied deltas")
     parser.add_argument("--timeout", type=float, default=0.0, metavar="S",
-                        help="stop after S seconds (exit 1 if --count was not reached); 0 = run until Ctrl-C")
+                        help="stop after S seconds (exit 1 if nothing was received or --count was not reached); "
+                        "0 = run until the stream ends or Ctrl-C")
     parser.add_argument("--heartbeat-timeout", type=float, default=3.0, metavar="S",
                         help="reconnect when nothing was heard for S seconds")
     parser.add_argument("--status-every", type=float, default=5.0, metavar="S",
@@ -95,23 +103,51 @@ def run(args: argparse.Namespace) -> int:
     if args.count < 0 or args.timeout < 0 or args.status_every < 0:
         raise ValueError("--count, --timeout and --status-every must be >= 0")
     snapshot = args.snapshot or snapshot_endpoint_for(args.endpoint)
-    sub = GraphSubscriber(args.endpoint, snapshot, args.subtree, args.heartbeat_timeout,
-                          curve_server_key_file=args.curve_server_key, curve_client_key_file=args.curve_client_key)
+    cfg = SubscriberConfig(pub_endpoint=args.endpoint, snapshot_endpoint=snapshot, subtree=args.subtree,
+                           heartbeat_timeout_s=args.heartbeat_timeout, curve_server_key_file=args.curve_server_key,
+                           curve_client_key_file=args.curve_client_key)
+    sub = GraphSubscriber(cfg)
     sub.on_change(lambda ev: [print(line, flush=True) for line in format_event(ev, args.entity_updates)])
     start = last_status = time.monotonic()
     print(f"# watching {args.endpoint} (snapshots from {snapshot}, subtree {args.subtree!r})", flush=True)
+    failure = None
     try:
-        while not (args.count and sub.stats().deltas_applied >= args.count):
-            now = time.monotonic()
-            if args.timeout and now - start >= args.timeout:
-                break
-            if args.status_every and now - last_status >= args.status_every:
-                print(status_line(sub), flush=True)
-                last_status = now
-            sub.poll(0.1)
+        failure = _follow(sub, args, start, last_status)
     except KeyboardInterrupt:
         pass
     finally:
         print(status_line(sub), flush=True)
         sub.close()
-    return 1 if args.count and sub.stats().deltas_applied < args.count else 0
+    if failure:
+        print(f"vsgg watch: {failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _follow(sub: GraphSubscriber, args: argparse.Namespace, start: float, last_status: float) -> str | None:
+    """Poll until the stream ends, ``--count`` is reached or ``--timeout`` passes; the failure message or None."""
+    reconnects_at_end = None
+    while True:
+        st = sub.stats()
+        if sub.version_error:
+            return sub.version_error
+        if sub.ended or (args.count and st.deltas_applied >= args.count):
+            return None
+        end = sub.end_of_stream
+        if end is not None and reconnects_at_end is None:
+            reconnects_at_end = st.reconnects
+        if end is not None and st.reconnects > reconnects_at_end:
+            # the service announced the end and then went silent before this watcher caught up
+            return (f"the stream of epoch {end.epoch} ended at seq {end.seq}, but the service went away before this "
+                    f"watcher got past seq {sub.graph.seq}")
+        now = time.monotonic()
+        if args.timeout and now - start >= args.timeout:
+            if st.snapshots == 0:
+                return f"nothing received from {args.endpoint} within --timeout {args.timeout:g} s"
+            if args.count:
+                return f"{st.deltas_applied} of --count {args.count} deltas within --timeout {args.timeout:g} s"
+            return None
+        if args.status_every and now - last_status >= args.status_every:
+            print(status_line(sub), flush=True)
+            last_status = now
+        sub.poll(0.1)

@@ -1,4 +1,4 @@
-"""What a GraphSubscriber reports: GraphEvent (one per applied delta or snapshot) and item-level GraphChanges."""
+"""What a GraphSubscriber reports: GraphEvent (one per applied delta, snapshot or stream end) and GraphChanges."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,8 +45,9 @@ def graph_changes(previous: SceneGraph, current: SceneGraph) -> GraphChanges:
 class GraphEvent:
     """One change of a subscriber's graph, passed to its ``on_change`` callbacks.
 
-    kind:     "delta" (one delta applied) or "snapshot" (the graph was replaced by a snapshot, after the first
-              sync, a gap, an epoch change or a reconnect; ``previous`` may then be of another epoch).
+    kind:     "delta" (one delta applied), "snapshot" (the graph was replaced by a snapshot, after the first
+              sync, a gap, an epoch change or a reconnect; ``previous`` may then be of another epoch) or "end" (the
+              service announced the end of its stream and ``graph`` is its final graph; ``previous`` is ``graph``).
     graph:    the subscriber's graph after the event (its subtree view).
     previous: the graph before the event.
     delta:    the delta as received (not filtered to the subtree) for kind "delta", else None.

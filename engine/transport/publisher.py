@@ -1,4 +1,4 @@
-"""GraphPublisher: binds PUB (deltas, heartbeats) and ROUTER (snapshots) and serves the graph (Clone pattern).
+"""GraphPublisher: binds PUB (deltas, heartbeats, end of stream) and ROUTER (snapshots) and serves the graph.
 
 Threading. ZeroMQ sockets must not be shared between threads, so the publisher has one service thread that owns
 the PUB and ROUTER sockets. The engine thread calls ``publish(delta)``, which checks and encodes the delta,
@@ -14,6 +14,10 @@ A heartbeat carries the seq of the last delta the service thread handled (sent, 
 one dropped on a full queue if that is later, so a subscriber that missed the last delta before a quiet period
 notices it.
 
+End of stream. ``end_stream()`` (or ``close()``) queues an end-of-stream announcement behind the last delta; the
+service thread sends it on PUB at once and then every ``heartbeat_s`` in place of heartbeats, so a subscriber that
+joins late, or resyncs, learns the final seq as well.
+
 Bound on received data: ZMQ_MAXMSGSIZE = ``max_message_bytes`` on the ROUTER (a larger frame makes libzmq drop the
 peer's connection); requests over ``max_request_bytes`` or otherwise malformed get an error reply and the service
 carries on. CURVE (optional): a zmq.auth ThreadAuthenticator checks client keys for both sockets.
@@ -22,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import secrets
 import threading
 import time
@@ -36,26 +39,30 @@ from zmq.auth.thread import ThreadAuthenticator
 from engine.config import TransportConfig
 from engine.graph.diff import apply, empty_graph
 from engine.transport import wire
+from engine.transport.guarded_pub import GuardedPub
 from engine.transport.subtree import view
 from engine.types import GraphDelta, SceneGraph
 
 log = logging.getLogger(__name__)
 
-_DELIVER, _SKIP, _STOP = b"D", b"S", b"X"  # inproc control frames
+_DELIVER, _SKIP, _END, _STOP = b"D", b"S", b"E", b"X"  # inproc control frames
 _MAX_REQUEST_FRAMES = 8                     # identity + delimiter + request (2) + room to report extras
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
 @dataclass(frozen=True)
 class PublisherStats:
-    """Counters since start. Deltas: published (sent on PUB), dropped_test_hook (``drop_fraction``),
-    dropped_queue_full (service thread behind), oversized (encoded delta > max_message_bytes, not sent)."""
+    """Counters since start. Deltas: published (sent on PUB), dropped_queue_full (service thread behind),
+    oversized (encoded delta > max_message_bytes, not sent)."""
 
     published: int = 0
-    dropped_test_hook: int = 0
     dropped_queue_full: int = 0
     oversized: int = 0
     heartbeats: int = 0
+    subscriptions_refused: int = 0  # PUB subscriptions that cannot match a topic of the service (not applied)
+    subscription_floods: int = 0    # times PUB peers held over max_subscription_bytes (all PUB peers dropped)
+    peer_messages: int = 0          # data messages from XSUB peers on the PUB socket (dropped)
+    end_announcements: int = 0     # end-of-stream messages sent (first one, then one per heartbeat interval)
     snapshots_served: int = 0
     request_errors: int = 0
 
@@ -78,25 +85,19 @@ class GraphPublisher:
     """Serve one epoch's scene graph over ZeroMQ. Use as a context manager or call ``close()``.
 
     ``publish(delta)`` must get deltas of ``epoch`` with seq 1, 2, 3, ... (as engine.graph.diff.diff makes them).
-    ``drop_fraction`` is a test hook: that fraction of deltas (random, seeded by ``drop_seed``) is not sent,
-    while the graph and seq still advance, so subscribers must detect the gaps and resync.
     """
 
-    def __init__(self, cfg: TransportConfig, epoch: str, *, drop_fraction: float = 0.0, drop_seed: int = 0):
+    def __init__(self, cfg: TransportConfig, epoch: str):
         if not isinstance(cfg, TransportConfig):
             raise TypeError(f"cfg: expected a TransportConfig, got {type(cfg).__name__}")
         wire.check_epoch(epoch)
-        if isinstance(drop_fraction, bool) or not isinstance(drop_fraction, (int, float)) \
-                or not 0.0 <= drop_fraction <= 1.0:
-            raise ValueError(f"drop_fraction: expected a number in [0, 1], got {drop_fraction!r}")
         self._cfg = cfg
         self._epoch = epoch
-        self._drop_fraction = float(drop_fraction)
-        self._rng = random.Random(drop_seed)
         self._graph = empty_graph(epoch)
         self._lock = threading.Lock()        # serialises publish()/close() callers on the caller-side PAIR
         self._counts = {k: 0 for k in PublisherStats.__dataclass_fields__}
         self._closed = False
+        self._ended = False
         self._dropped_seq = 0                # last seq dropped on a full queue: heartbeats must announce it
         self._endpoints = ("", "")
         self._error: BaseException | None = None
@@ -167,6 +168,8 @@ class GraphPublisher:
         with self._lock:
             if self._closed:
                 raise RuntimeError("GraphPublisher.publish after close()")
+            if self._ended:
+                raise RuntimeError("GraphPublisher.publish after end_stream()")
             frames = wire.encode_delta(delta, self._cfg.max_items, base=self._graph)
             new = apply(self._graph, delta)
             self._graph = new
@@ -189,11 +192,41 @@ class GraphPublisher:
                     log.warning("publisher queue full (%d deltas): delta seq %d dropped; %d so far",
                                 self._cfg.queue_size, delta.seq, self._counts["dropped_queue_full"])
 
+    @property
+    def ended(self) -> bool:
+        """True once ``end_stream()`` (or ``close()``) announced the end of this epoch's stream."""
+        return self._ended
+
+    def end_stream(self) -> None:
+        """Announce that this epoch's stream has ended at the current graph: after the queued deltas, an
+        end-of-stream message (msgs/zmq/WIRE.md §6) goes out on PUB, and then again every ``heartbeat_s`` in place
+        of heartbeats while the service keeps answering snapshot requests. ``publish`` raises afterwards.
+        Idempotent; ``close()`` calls it."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("GraphPublisher.end_stream after close()")
+            self._announce_end()
+
+    def _announce_end(self) -> None:  # caller holds self._lock
+        if self._ended:
+            return
+        self._ended = True
+        g = self._graph
+        # Blocking (bounded) unlike publish(): the announcement must not be lost to a full queue, and the service
+        # thread drains the queue continuously.
+        if self._pipe.poll(10_000, zmq.POLLOUT):
+            self._pipe.send_multipart([_END, g.seq.to_bytes(8, "big"), repr(float(g.t)).encode()])
+        else:
+            log.warning("publisher queue stuck for 10 s: end of stream (seq %d) not announced", g.seq)
+
     def close(self) -> None:
-        """Stop the service thread (queued deltas are sent first) and release the sockets. Idempotent."""
+        """Announce the end of the stream (``end_stream``) unless done already, stop the service thread (queued
+        messages are sent first) and release the sockets. Idempotent."""
         with self._lock:
             if self._closed:
                 return
+            if self._thread.is_alive():
+                self._announce_end()
             self._closed = True
             try:
                 self._pipe.send(_STOP, zmq.NOBLOCK)
@@ -234,9 +267,8 @@ class GraphPublisher:
         cfg = self._cfg
         pub = router = pipe = None
         try:
-            pub = self._socket(zmq.PUB)
-            pub.setsockopt(zmq.LINGER, 500)  # let the last deltas and heartbeat leave on close
-            pub.bind(cfg.pub_endpoint)
+            pub = GuardedPub(self._socket, cfg.pub_endpoint, wire.PUB_TOPICS, cfg.max_subscription_bytes,
+                             self._counts)
             router = self._socket(zmq.ROUTER)
             router.setsockopt(zmq.LINGER, 0)
             router.setsockopt(zmq.MAXMSGSIZE, cfg.max_message_bytes)
@@ -246,8 +278,7 @@ class GraphPublisher:
             pipe.setsockopt(zmq.LINGER, 0)
             pipe.setsockopt(zmq.RCVHWM, cfg.queue_size)
             pipe.connect(self._inproc)
-            self._endpoints = (pub.getsockopt_string(zmq.LAST_ENDPOINT),
-                               router.getsockopt_string(zmq.LAST_ENDPOINT))
+            self._endpoints = (pub.endpoint, router.getsockopt_string(zmq.LAST_ENDPOINT))
         except zmq.ZMQError as e:
             self._error = e
             for s in (pub, router, pipe):
@@ -258,20 +289,29 @@ class GraphPublisher:
         self._ready.set()
         try:
             self._loop(pub, router, pipe)
+        except Exception:  # e.g. the PUB endpoint taken by another process during a rebind
+            log.exception("graph service thread failed: no more deltas, heartbeats or snapshots")
         finally:
             for s in (router, pipe, pub):
                 s.close()
 
-    def _loop(self, pub: zmq.Socket, router: zmq.Socket, pipe: zmq.Socket) -> None:
+    def _loop(self, pub: GuardedPub, router: zmq.Socket, pipe: zmq.Socket) -> None:
         hb = self._cfg.heartbeat_s
         poller = zmq.Poller()
         poller.register(pipe, zmq.POLLIN)
         poller.register(router, zmq.POLLIN)
+        poller.register(pub.socket, zmq.POLLIN)  # (un)subscriptions
         last_sent = time.monotonic()
         last_seq = 0
+        end: list[bytes] | None = None  # the end-of-stream message, once announced
         while not self._stop.is_set():
             wait_ms = max(0.0, min(0.25, last_sent + hb - time.monotonic())) * 1000
             events = dict(poller.poll(math.ceil(wait_ms)))
+            if pub.socket in events:
+                old = pub.socket
+                if pub.drain():
+                    poller.unregister(old)
+                    poller.register(pub.socket, zmq.POLLIN)
             if pipe in events:
                 for _ in range(256):  # bounded, so snapshot requests are served during a burst too
                     try:
@@ -280,11 +320,14 @@ class GraphPublisher:
                         break
                     if msg[0] == _STOP:
                         return
+                    if msg[0] == _END:
+                        end = wire.encode_eos(self._epoch, int.from_bytes(msg[1], "big"), float(msg[2]))
+                        pub.send_multipart(end)
+                        self._counts["end_announcements"] += 1
+                        last_sent = time.monotonic()
+                        continue
                     last_seq = int.from_bytes(msg[1], "big")
                     if msg[0] == _SKIP:
-                        continue
-                    if self._drop_fraction and self._rng.random() < self._drop_fraction:
-                        self._counts["dropped_test_hook"] += 1
                         continue
                     pub.send_multipart(msg[2:])
                     self._counts["published"] += 1
@@ -295,7 +338,11 @@ class GraphPublisher:
                         self._serve_request(router)
                     except zmq.Again:
                         break
-            if time.monotonic() - last_sent >= hb:
+            if end is not None and time.monotonic() - last_sent >= hb:
+                pub.send_multipart(end)  # in place of heartbeats: late joiners learn that the stream has ended
+                self._counts["end_announcements"] += 1
+                last_sent = time.monotonic()
+            elif time.monotonic() - last_sent >= hb:
                 # A delta dropped on a full queue never reaches this thread; announcing its seq anyway is what
                 # lets a subscriber that got everything before the drop notice it is behind.
                 last_seq = max(last_seq, self._dropped_seq)
@@ -307,10 +354,13 @@ class GraphPublisher:
         """Answer one request waiting on the ROUTER (zmq.Again when none): the snapshot, or an error reply."""
         frames, total = wire.recv_frames(router, _MAX_REQUEST_FRAMES)
         envelope, body = frames[:1], frames[1:]
-        if body and body[0] == b"":  # a REQ client: keep its empty delimiter in the reply envelope
+        if body and body[0] == b"":  # a REQ client: keep its empty delimiter, so it gets the error reply
             envelope, body = frames[:2], frames[2:]
         graph = self._graph
         try:
+            if len(envelope) == 2:
+                raise wire.WireError("request: REQ sockets are not supported (a snapshot reply is several messages and "
+                                     "a REQ socket takes one); use a DEALER socket")
             if total > len(frames):
                 raise wire.WireError(f"request: expected 2 frames [topic, payload], got {total - len(envelope)}")
             req = wire.decode_request(body, self._cfg.max_request_bytes)

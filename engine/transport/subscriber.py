@@ -3,13 +3,17 @@
 The client side of the Clone pattern (msgs/zmq/WIRE.md):
 
 1. connect and subscribe to deltas and heartbeats first, then ask the snapshot socket for a snapshot;
-2. buffer deltas that arrive meanwhile (at most ``max_pending``);
+2. buffer deltas that arrive meanwhile (at most ``cfg.max_pending`` deltas and ``cfg.max_pending_bytes``);
 3. install the snapshot, drop buffered deltas at or below its seq (or of another epoch), apply the rest in order;
 4. afterwards apply each delta whose seq is the graph's + 1; ignore older ones; on a gap, an epoch change, a
    heartbeat announcing a seq we do not have, or a subtree view missing an entity: resync (back to 1, keeping the
    delta that revealed it);
-5. when nothing valid was heard for ``heartbeat_timeout_s``: close both sockets, reconnect, resync. A snapshot
-   request unanswered for ``snapshot_timeout_s`` is retried on a fresh socket (the guide's "lazy pirate").
+5. when nothing valid was heard for ``cfg.heartbeat_timeout_s``: close both sockets, reconnect, resync. A snapshot
+   request unanswered for ``cfg.snapshot_timeout_s`` is retried on a fresh socket (the guide's "lazy pirate").
+6. a snapshot request that follows a failed one (unanswered, not adding up, or stale: a gap right after it) waits
+   ``cfg.resync_backoff_s``, doubling up to ``cfg.resync_backoff_max_s``, times a random 0.5-1; a live delta
+   applied in sequence, or a heartbeat at the graph's seq, resets the wait.
+7. an end-of-stream message names the final seq: ``ended`` once the graph is there (resync first if behind).
 
 Malformed messages are counted and logged (rate-limited) and never raise. All socket work happens in the thread
 that calls ``poll``/``run_forever``, or in the background thread of ``start()``; ``graph`` and ``stats()`` may be
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -28,6 +33,7 @@ from typing import Callable
 import zmq
 import zmq.auth
 
+from engine.config import SubscriberConfig
 from engine.graph.diff import SequenceError
 from engine.transport import wire
 from engine.transport.events import GraphEvent
@@ -55,58 +61,51 @@ class SubscriberStats:
     malformed: int = 0             # messages that failed the wire checks (dropped)
     pending_overflow: int = 0      # deltas dropped from a full pending buffer while syncing
     callback_errors: int = 0
-
-
-def _check_endpoint(name: str, v) -> str:
-    if not isinstance(v, str) or "://" not in v or v.split("://", 1)[0] not in ("tcp", "ipc", "inproc"):
-        raise ValueError(f"{name}: expected a ZeroMQ endpoint such as tcp://127.0.0.1:5556, got {v!r}")
-    return v
-
-
-def _positive(name: str, v, integer: bool = False):
-    ok = (not isinstance(v, bool)) and isinstance(v, int if integer else (int, float)) and v > 0
-    if not ok:
-        raise ValueError(f"{name}: expected a positive {'integer' if integer else 'number'}, got {v!r}")
-    return v
+    snapshot_requests: int = 0     # snapshot requests sent (the first, resyncs, retries)
+    bad_snapshots: int = 0         # replies that did not add up (item counts, mixed or too many items): asked again
+    pending_bytes_peak: int = 0    # most wire bytes the pending buffer ever held (bounded by max_pending_bytes)
+    ends: int = 0                  # end-of-stream messages heard
+    version_mismatches: int = 0    # messages or error replies showing the service speaks another wire version
 
 
 class GraphSubscriber:
-    """Subscriber to a GraphPublisher. ``pub_endpoint``/``snapshot_endpoint`` are the publisher's bound addresses.
+    """Subscriber to a GraphPublisher, configured by a SubscriberConfig (endpoints, subtree, timeouts, limits, CURVE).
 
-    CURVE: pass ``curve_server_key_file`` (the server's public certificate) and ``curve_client_key_file`` (this
-    client's ``.key_secret`` certificate, whose public key the server must list as authorised).
+    CURVE: ``cfg.curve_server_key_file`` is the server's public certificate and ``cfg.curve_client_key_file`` this
+    client's ``.key_secret`` certificate, whose public key the server must list as authorised.
     """
 
-    def __init__(self, pub_endpoint: str, snapshot_endpoint: str, subtree: str = "", heartbeat_timeout_s: float = 3.0,
-                 *, snapshot_timeout_s: float = 2.0, max_message_bytes: int = 1 << 20, max_items: int = 100_000,
-                 max_pending: int = 10_000, curve_server_key_file: str = "", curve_client_key_file: str = ""):
-        self._pub_ep = _check_endpoint("pub_endpoint", pub_endpoint)
-        self._snap_ep = _check_endpoint("snapshot_endpoint", snapshot_endpoint)
+    def __init__(self, cfg: SubscriberConfig):
+        if not isinstance(cfg, SubscriberConfig):
+            raise TypeError(f"cfg: expected a SubscriberConfig, got {type(cfg).__name__}")
         try:
-            self._subtree = wire.check_subtree(subtree)
+            wire.check_subtree(cfg.subtree, "subscriber.subtree")
         except wire.WireError as e:
             raise ValueError(str(e)) from None
-        self._hb_timeout = float(_positive("heartbeat_timeout_s", heartbeat_timeout_s))
-        self._snap_timeout = float(_positive("snapshot_timeout_s", snapshot_timeout_s))
-        self._max_bytes = _positive("max_message_bytes", max_message_bytes, integer=True)
-        self._max_items = _positive("max_items", max_items, integer=True)
+        self._cfg = cfg
+        self._pub_ep, self._snap_ep, self._subtree = cfg.pub_endpoint, cfg.snapshot_endpoint, cfg.subtree
+        self._hb_timeout = float(cfg.heartbeat_timeout_s)
+        self._snap_timeout = float(cfg.snapshot_timeout_s)
+        self._max_bytes, self._max_items = cfg.max_message_bytes, cfg.max_items
         self._curve = None
-        if bool(curve_server_key_file) != bool(curve_client_key_file):
-            raise ValueError("curve_server_key_file and curve_client_key_file: give both or neither")
-        if curve_server_key_file:
-            for name, path in (("curve_server_key_file", curve_server_key_file),
-                               ("curve_client_key_file", curve_client_key_file)):
+        if cfg.curve:
+            for name in ("curve_server_key_file", "curve_client_key_file"):
+                path = getattr(cfg, name)
                 if not Path(path).is_file():
-                    raise ValueError(f"{name}: no such file {path!r}")
-            server_public, _ = zmq.auth.load_certificate(curve_server_key_file)
-            public, secret = zmq.auth.load_certificate(curve_client_key_file)
+                    raise ValueError(f"subscriber.{name}: no such file {path!r}")
+            server_public, _ = zmq.auth.load_certificate(cfg.curve_server_key_file)
+            public, secret = zmq.auth.load_certificate(cfg.curve_client_key_file)
             if not secret:
-                raise ValueError(f"curve_client_key_file: {curve_client_key_file!r} holds no secret key")
+                raise ValueError(f"subscriber.curve_client_key_file: {cfg.curve_client_key_file!r} holds no secret "
+                                 "key (use the .key_secret file)")
             self._curve = (server_public, public, secret)
         self._graph = SceneGraph()
         self._synced = False
-        self._pending: collections.deque[wire.WireDelta] = collections.deque(
-            maxlen=_positive("max_pending", max_pending, integer=True))
+        self._pending: collections.deque[tuple[wire.WireDelta, int]] = collections.deque()  # (delta, wire bytes)
+        self._pending_bytes = 0
+        self._failures = 0                  # snapshot attempts since the last sign of health: sets the back-off
+        self._req_due: float | None = None  # when a backed-off snapshot request is due
+        self._rng = random.Random()
         self._counts = {k: 0 for k in SubscriberStats.__dataclass_fields__}
         self._callbacks: list[Callable[[GraphEvent], None]] = []
         self._rid = 0
@@ -115,6 +114,9 @@ class GraphSubscriber:
         self._snap_ents: dict = {}
         self._snap_rels: dict = {}
         self._last_heard = 0.0
+        self._end: wire.EndOfStream | None = None       # the latest end-of-stream announcement heard
+        self._end_emitted: wire.EndOfStream | None = None
+        self._version_error: str | None = None
         self._ctx = zmq.Context()
         self._sub = self._dealer = self._poller = None
         self._owner: int | None = None
@@ -135,8 +137,28 @@ class GraphSubscriber:
         return self._synced
 
     @property
+    def ended(self) -> bool:
+        """True when the service announced the end of its stream and this graph is that stream's final graph."""
+        e, g = self._end, self._graph
+        return e is not None and self._synced and (g.epoch, g.seq) == (e.epoch, e.seq)
+
+    @property
+    def end_of_stream(self) -> wire.EndOfStream | None:
+        """The latest end-of-stream announcement heard (epoch, final seq, t), or None."""
+        return self._end
+
+    @property
+    def version_error(self) -> str | None:
+        """Why the service and this client cannot talk (they speak different wire versions), or None."""
+        return self._version_error
+
+    @property
     def subtree(self) -> str:
         return self._subtree
+
+    @property
+    def config(self) -> SubscriberConfig:
+        return self._cfg
 
     def stats(self) -> SubscriberStats:
         return SubscriberStats(**self._counts)
@@ -164,7 +186,8 @@ class GraphSubscriber:
             self._check_timers(now)
             next_timer = self._last_heard + self._hb_timeout
             if not self._synced:
-                next_timer = min(next_timer, self._req_at + self._snap_timeout)
+                due = self._req_at + self._snap_timeout if self._req_due is None else self._req_due
+                next_timer = min(next_timer, due)
             wait = max(0.0, min(deadline, next_timer) - now)
             events = dict(self._poller.poll(int(wait * 1000) + (1 if wait > 0 else 0)))
             if self._dealer in events:
@@ -271,21 +294,36 @@ class GraphSubscriber:
         return n
 
     def _malformed(self, where: str, err: Exception) -> None:
+        if getattr(err, "code", None) == "version":
+            self._version_mismatch(str(err))
         self._counts["malformed"] += 1
         n = self._counts["malformed"]
         if n & (n - 1) == 0:  # rate-limited: counts 1, 2, 4, 8, ...
             log.warning("dropped a malformed %s message (%s); %d so far", where, err, n)
+
+    def _version_mismatch(self, reason: str) -> None:
+        self._counts["version_mismatches"] += 1
+        self._version_error = (f"the service at {self._pub_ep} speaks another wire version than this client "
+                               f"(version {wire.WIRE_VERSION}): {reason}")
+        n = self._counts["version_mismatches"]
+        if n & (n - 1) == 0:
+            log.error("%s; %d so far", self._version_error, n)
 
     # ------------------------------------------------------------------------------------------ state machine
 
     def _check_timers(self, now: float) -> None:
         if now - self._last_heard > self._hb_timeout:
             self._counts["reconnects"] += 1
-            log.warning("no message from %s for %.1f s: reconnecting", self._pub_ep, now - self._last_heard)
+            # after an announced end the silence is expected; keep listening in case a new run takes the endpoint
+            log.log(logging.INFO if self._end is not None else logging.WARNING,
+                    "no message from %s for %.1f s: reconnecting", self._pub_ep, now - self._last_heard)
             self._disconnect()
             self._synced = False
-            self._pending.clear()
+            self._clear_pending()
             self._connect()
+        elif not self._synced and self._req_due is not None:
+            if now >= self._req_due:
+                self._send_request()
         elif not self._synced and now - self._req_at > self._snap_timeout:
             self._counts["snapshot_timeouts"] += 1
             log.info("snapshot request %d unanswered after %.1f s: retrying", self._rid, self._snap_timeout)
@@ -293,8 +331,24 @@ class GraphSubscriber:
             self._request_snapshot()
 
     def _request_snapshot(self) -> None:
+        """Ask for a snapshot now after a healthy spell, else after a capped exponential back-off with jitter,
+        so that a service answering with stale or broken snapshots is not asked hundreds of times a second."""
+        self._snap_meta, self._snap_ents, self._snap_rels = None, {}, {}
+        cfg = self._cfg
+        delay = 0.0
+        if self._failures:
+            delay = min(cfg.resync_backoff_max_s, cfg.resync_backoff_s * 2.0 ** (self._failures - 1))
+            delay *= self._rng.uniform(0.5, 1.0)
+        self._failures += 1
+        self._req_due = time.monotonic() + delay
+        if delay == 0.0:
+            self._send_request()
+
+    def _send_request(self) -> None:
+        self._req_due = None
         self._rid += 1
         self._req_at = time.monotonic()
+        self._counts["snapshot_requests"] += 1
         self._snap_meta, self._snap_ents, self._snap_rels = None, {}, {}
         try:
             self._dealer.send_multipart(wire.encode_request(wire.SnapshotRequest(self._rid, self._subtree)),
@@ -302,13 +356,28 @@ class GraphSubscriber:
         except zmq.Again:
             pass  # no connection yet; the snapshot timer retries
 
-    def _resync(self, keep: wire.WireDelta | None = None) -> None:
+    def _resync(self, keep: tuple[wire.WireDelta, int] | None = None) -> None:
         self._synced = False
         self._counts["resyncs"] += 1
-        self._pending.clear()
+        self._clear_pending()
         if keep is not None:
-            self._pending.append(keep)
+            self._buffer(*keep)
         self._request_snapshot()
+
+    def _clear_pending(self) -> None:
+        self._pending.clear()
+        self._pending_bytes = 0
+
+    def _buffer(self, d: wire.WireDelta, size: int) -> None:
+        """Keep ``d`` (``size`` wire bytes) until the snapshot; the oldest go first beyond either bound."""
+        while self._pending and (len(self._pending) >= self._cfg.max_pending
+                                 or self._pending_bytes + size > self._cfg.max_pending_bytes):
+            _, old = self._pending.popleft()
+            self._pending_bytes -= old
+            self._counts["pending_overflow"] += 1
+        self._pending.append((d, size))
+        self._pending_bytes += size
+        self._counts["pending_bytes_peak"] = max(self._counts["pending_bytes_peak"], self._pending_bytes)
 
     def _emit(self, event: GraphEvent) -> None:
         for cb in self._callbacks:
@@ -336,20 +405,44 @@ class GraphSubscriber:
             elif self._synced and msg.seq > g.seq:
                 self._counts["gaps"] += 1  # the last delta(s) before a quiet period were lost
                 self._resync()
+            elif self._synced and msg.seq == g.seq:
+                self._failures = 0  # in step with the service: the next resync may ask at once
             return 0
-        return self._on_delta(msg)
+        if isinstance(msg, wire.EndOfStream):
+            return self._on_end(msg)
+        return self._on_delta(msg, sum(map(len, frames)), live=True)
 
-    def _on_delta(self, d: wire.WireDelta) -> int:
+    def _on_end(self, msg: wire.EndOfStream) -> int:
+        self._counts["ends"] += 1
+        self._end = msg
+        g = self._graph
+        if self._synced and msg.epoch != g.epoch:
+            self._counts["epoch_changes"] += 1
+            self._resync()
+        elif self._synced and msg.seq > g.seq:
+            self._counts["gaps"] += 1  # the last delta(s) of the stream were lost: the snapshot has them
+            self._resync()
+        return self._check_end()
+
+    def _check_end(self) -> int:
+        """Emit the "end" event once the graph has reached the announced final graph."""
+        if not self.ended or self._end_emitted == self._end:
+            return 0
+        self._end_emitted = self._end
+        self._emit(GraphEvent("end", self._graph, self._graph))
+        return 1
+
+    def _on_delta(self, d: wire.WireDelta, size: int, live: bool = False) -> int:
+        """Apply or buffer one delta (``size``: its wire bytes). ``live``: just received, not replayed from the
+        pending buffer (only a live delta in sequence shows the resync worked)."""
         if not self._synced:
-            if len(self._pending) == self._pending.maxlen:
-                self._counts["pending_overflow"] += 1
-            self._pending.append(d)
+            self._buffer(d, size)
             return 0
         g = self._graph
         if d.epoch != g.epoch:
             self._counts["epoch_changes"] += 1
             log.info("epoch changed %s -> %s: resync", g.epoch, d.epoch)
-            self._resync(d)
+            self._resync((d, size))
             return 0
         if d.seq <= g.seq:
             self._counts["deltas_stale"] += 1
@@ -357,14 +450,14 @@ class GraphSubscriber:
         if d.seq != g.seq + 1:
             self._counts["gaps"] += 1
             log.info("gap: got seq %d after %d: resync", d.seq, g.seq)
-            self._resync(d)
+            self._resync((d, size))
             return 0
         try:
             d = d.resolve(g, partial=bool(self._subtree))
             new = apply_to_view(g, d, self._subtree)
         except MissingEntityError:
             self._counts["missing_entities"] += 1
-            self._resync(d)
+            self._resync((d, size))
             return 0
         except (SequenceError, ValueError) as e:  # well-formed but inconsistent with the graph
             self._malformed("delta", e)
@@ -372,8 +465,10 @@ class GraphSubscriber:
             return 0
         self._graph = new
         self._counts["deltas_applied"] += 1
+        if live:
+            self._failures = 0
         self._emit(GraphEvent("delta", new, g, d))
-        return 1
+        return 1 + self._check_end()
 
     def _on_reply(self, frames: list[bytes], total: int) -> int:
         try:
@@ -383,24 +478,24 @@ class GraphSubscriber:
         except wire.WireError as e:
             self._malformed("snapshot reply", e)
             return 0
-        if self._synced or msg.rid != self._rid:
-            return 0  # a late answer to an older request
+        if self._synced or self._req_due is not None or msg.rid != self._rid:
+            return 0  # a late answer to an older request (or the rest of a reply already found bad)
         if isinstance(msg, wire.ErrorReply):
             self._counts["error_replies"] += 1
+            if msg.code == "version":
+                self._version_mismatch(msg.reason)
             log.warning("snapshot request refused (%s): %s", msg.code, msg.reason)
             return 0  # the snapshot timer retries
         meta = (msg.epoch, msg.seq)
         if self._snap_meta is not None and meta != self._snap_meta:
-            self._malformed("snapshot reply", ValueError(f"items of {self._snap_meta} and {meta} mixed"))
-            self._request_snapshot()
+            self._bad_snapshot(ValueError(f"items of {self._snap_meta} and {meta} mixed"))
             return 0
         self._snap_meta = meta
         if isinstance(msg, wire.SnapshotItems):
             self._snap_ents.update((e.id, e) for e in msg.entities)
             self._snap_rels.update((r.key, r) for r in msg.relations)
             if len(self._snap_ents) + len(self._snap_rels) > self._max_items:
-                self._malformed("snapshot reply", ValueError(f"more than max_items={self._max_items} items"))
-                self._request_snapshot()
+                self._bad_snapshot(ValueError(f"more than max_items={self._max_items} items"))
             return 0
         try:
             if (len(self._snap_ents), len(self._snap_rels)) != (msg.n_entities, msg.n_relations):
@@ -409,10 +504,14 @@ class GraphSubscriber:
             snap = SceneGraph(t=msg.t, entities=self._snap_ents, relations=self._snap_rels, epoch=msg.epoch,
                               seq=msg.seq)
         except ValueError as e:
-            self._malformed("snapshot", e)
-            self._request_snapshot()
+            self._bad_snapshot(e)
             return 0
         return self._install(snap)
+
+    def _bad_snapshot(self, err: Exception) -> None:
+        self._counts["bad_snapshots"] += 1
+        self._malformed("snapshot reply", err)
+        self._request_snapshot()
 
     def _install(self, snap: SceneGraph) -> int:
         previous, self._graph, self._synced = self._graph, snap, True
@@ -421,9 +520,9 @@ class GraphSubscriber:
         self._emit(GraphEvent("snapshot", snap, previous))
         n = 1
         pending = list(self._pending)
-        self._pending.clear()
-        for d in pending:
+        self._clear_pending()
+        for d, size in pending:
             if d.epoch != snap.epoch or d.seq <= snap.seq:
                 continue  # another run's, or already in the snapshot
-            n += self._on_delta(d)
-        return n
+            n += self._on_delta(d, size)
+        return n + self._check_end()

@@ -39,15 +39,16 @@ from engine.transport.fields import (CONTROL_RE, MAX_ID, MAX_REASON_LEN, WireErr
 from engine.transport.subtree import MissingEntityError
 from engine.types import Entity, GraphDelta, Relation, RelationKey, SceneGraph
 
-WIRE_VERSION = 2  # 2: fixed-point items, entity moves and relation scores in deltas
+WIRE_VERSION = 3  # 2: fixed-point items, entity moves and relation scores in deltas; 3: end of stream (vsgg.eos)
 
 TOPIC_DELTA = b"vsgg.delta"        # PUB: one GraphDelta
 TOPIC_HEARTBEAT = b"vsgg.hb"       # PUB: liveness + latest seq when idle
+TOPIC_EOS = b"vsgg.eos"            # PUB: the epoch's stream has ended at this seq (replaces heartbeats from then on)
 TOPIC_ITEMS = b"vsgg.items"        # ROUTER reply: a batch of snapshot items
 TOPIC_END = b"vsgg.end"            # ROUTER reply: end of a snapshot, carries its epoch, seq and t
 TOPIC_ERROR = b"vsgg.error"        # ROUTER reply: the request was refused
-TOPIC_REQUEST = b"vsgg.snapshot?"  # DEALER/REQ request: a snapshot, optionally of a subtree
-PUB_TOPICS = (TOPIC_DELTA, TOPIC_HEARTBEAT)
+TOPIC_REQUEST = b"vsgg.snapshot?"  # DEALER request: a snapshot, optionally of a subtree
+PUB_TOPICS = (TOPIC_DELTA, TOPIC_HEARTBEAT, TOPIC_EOS)
 REPLY_TOPICS = (TOPIC_ITEMS, TOPIC_END, TOPIC_ERROR)
 
 ERROR_CODES = ("malformed", "too_large", "version")
@@ -60,6 +61,16 @@ class Heartbeat:
     epoch: str
     seq: int
     interval_s: float
+
+
+@dataclass(frozen=True)
+class EndOfStream:
+    """Sent on the PUB socket once the stream of ``epoch`` has ended: its final graph is at ``seq`` (time ``t``, s).
+    Repeated every heartbeat interval while the service still runs, so late joiners learn it too."""
+
+    epoch: str
+    seq: int
+    t: float
 
 
 @dataclass(frozen=True)
@@ -263,6 +274,11 @@ def encode_heartbeat(epoch: str, seq: int, interval_s: float) -> list[bytes]:
     return [TOPIC_HEARTBEAT, check_epoch(epoch).encode("ascii"), _seq_frame(seq), _pack(body, "heartbeat")]
 
 
+def encode_eos(epoch: str, seq: int, t: float) -> list[bytes]:
+    body = {"v": WIRE_VERSION, "t": check_number(plain(t), "eos.t")}
+    return [TOPIC_EOS, check_epoch(epoch).encode("ascii"), _seq_frame(seq), _pack(body, "eos")]
+
+
 def encode_request(req: SnapshotRequest) -> list[bytes]:
     body = {"v": WIRE_VERSION, "rid": check_int(req.rid, "request.rid"),
             "subtree": check_subtree(req.subtree, "request.subtree")}
@@ -332,12 +348,15 @@ def _items_from_body(body: Any, epoch: str, seq: int, max_items: int) -> Snapsho
                          relations_from_wire(body["rels"], "items.rels", max_items))
 
 
-def decode_pub(frames: Sequence[bytes], max_bytes: int, max_items: int) -> WireDelta | Heartbeat:
-    """A message received on the SUB socket: a WireDelta (``resolve`` it against the graph at seq - 1) or a
-    Heartbeat. Raises WireError."""
+def decode_pub(frames: Sequence[bytes], max_bytes: int, max_items: int) -> WireDelta | Heartbeat | EndOfStream:
+    """A message received on the SUB socket: a WireDelta (``resolve`` it against the graph at seq - 1), a
+    Heartbeat or an EndOfStream. Raises WireError."""
     topic, epoch, seq, payload = _envelope(frames, PUB_TOPICS, max_bytes)
     if topic == TOPIC_DELTA:
         return _delta_from_body(_unpack(payload, "delta", max_items), epoch, seq, max_items)
+    if topic == TOPIC_EOS:
+        body = check_map(_unpack(payload, "eos", max_items), "eos", ("v", "t"))
+        return EndOfStream(epoch, seq, check_number(body["t"], "eos.t"))
     body = check_map(_unpack(payload, "heartbeat", max_items), "heartbeat", ("v", "interval_s"))
     return Heartbeat(epoch, seq, check_number(body["interval_s"], "heartbeat.interval_s", 0.0))
 

@@ -78,14 +78,14 @@ def graph_digest(g: SceneGraph) -> str:
 
 
 def serve_stream(out_q, go, stop, cfg_kwargs: dict, epoch: str, seed: int, n: int, interval_s: float,
-                 drop_fraction: float, record_path: str) -> None:
+                 record_path: str) -> None:
     """Process target: bind a GraphPublisher, report its endpoints on ``out_q``, wait for ``go``, publish the
     ``random_graphs(seed, epoch, n)`` stream ``interval_s`` apart (recording a digest per seq in ``record_path``),
     then keep serving (heartbeats, snapshots) until ``stop``; finally report the publisher's stats."""
     from engine.transport.publisher import GraphPublisher
 
     graphs = random_graphs(seed, epoch, n)
-    with GraphPublisher(TransportConfig(**cfg_kwargs), epoch, drop_fraction=drop_fraction, drop_seed=seed) as pub:
+    with GraphPublisher(TransportConfig(**cfg_kwargs), epoch) as pub:
         out_q.put((pub.pub_endpoint, pub.snapshot_endpoint))
         if not go.wait(30):
             return

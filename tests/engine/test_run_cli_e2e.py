@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from engine.cli.demo import _free_port_pair
+from engine.config import SubscriberConfig
 from engine.graph.graph_json import graph_to_dict
 from engine.transport import GraphSubscriber
 
@@ -49,7 +50,8 @@ def test_vsgg_run_subscriber_ends_at_the_jsonl_graph(random_model_dir, tmp_path)
            "--zmq", f"tcp://127.0.0.1:{port}", "--jsonl", str(log), "--realtime", "--linger", "3", "--quiet",
            "filter.enter=0.123", "filter.exit=0.12", "filter.min_duration_s=0.1"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    sub = GraphSubscriber(f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}", heartbeat_timeout_s=5.0)
+    sub = GraphSubscriber(SubscriberConfig(f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{port + 1}",
+                                           heartbeat_timeout_s=5.0))
     seen = []
     sub.on_change(lambda ev: seen.append(graph_to_dict(ev.graph)))
     try:

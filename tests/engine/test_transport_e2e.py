@@ -14,10 +14,11 @@ import pytest
 import zmq
 import zmq.auth
 
-from engine.config import TransportConfig
+from engine.config import SubscriberConfig, TransportConfig
 from engine.graph.diff import diff, empty_graph
 from engine.transport import GraphPublisher, GraphSubscriber, new_epoch, view, wire
 from engine.types import Entity, GraphDelta, Relation, SceneGraph
+from drop_proxy import DroppingProxy
 from graph_feed import graph_digest, random_graphs, serve_stream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,13 +35,13 @@ def free_port() -> int:
 class FeedProcess:
     """A publisher in its own process (spawn) serving ``random_graphs(seed, epoch, n)``."""
 
-    def __init__(self, tmp_path, epoch, seed, n, interval_s=0.004, drop_fraction=0.0, cfg=None):
+    def __init__(self, tmp_path, epoch, seed, n, interval_s=0.004, cfg=None):
         ctx = mp.get_context("spawn")
         self.q, self.go, self.stop = ctx.Queue(), ctx.Event(), ctx.Event()
         self.record = tmp_path / f"record-{epoch}.jsonl"
         self.graphs = random_graphs(seed, epoch, n)
         self.proc = ctx.Process(target=serve_stream, args=(self.q, self.go, self.stop, cfg or ANY, epoch, seed, n,
-                                                             interval_s, drop_fraction, str(self.record)))
+                                                             interval_s, str(self.record)))
         self.proc.start()
         self.pub_ep, self.snap_ep = self.q.get(timeout=30)
 
@@ -78,10 +79,10 @@ def check_events(events, expected_by_epoch, prefix=""):
         assert g == want, f"{kind} event at seq {g.seq}: subscriber graph differs from the publisher's"
 
 
-def subscriber(feed, subtree="", **kw):
+def subscriber(feed, subtree="", pub_ep=None, **kw):
     kw.setdefault("heartbeat_timeout_s", 1.0)
     kw.setdefault("snapshot_timeout_s", 1.0)
-    sub = GraphSubscriber(feed.pub_ep, feed.snap_ep, subtree, **kw)
+    sub = GraphSubscriber(SubscriberConfig(pub_ep or feed.pub_ep, feed.snap_ep, subtree, **kw))
     rec = Recorder()
     sub.on_change(rec)
     return sub, rec
@@ -135,11 +136,13 @@ def test_late_joiner_converges(tmp_path):
 
 
 def test_dropped_deltas_are_detected_and_resynced(tmp_path):
+    """Deltas pass through a real proxy that loses 10 % of them: every gap is seen and resynced."""
     epoch, n = new_epoch(), 300
-    feed = FeedProcess(tmp_path, epoch, seed=3, n=n, drop_fraction=0.1)
-    sub, rec = subscriber(feed)
+    feed = FeedProcess(tmp_path, epoch, seed=3, n=n)
+    proxy = DroppingProxy(feed.pub_ep, 0.1, seed=3)
+    sub, rec = subscriber(feed, pub_ep=proxy.endpoint)
     try:
-        with sub:
+        with proxy, sub:
             sub.start()
             assert sub.wait_for(lambda s: s.synced, 10)
             feed.go.set()
@@ -149,8 +152,10 @@ def test_dropped_deltas_are_detected_and_resynced(tmp_path):
             st = sub.stats()
             assert st.gaps >= 5 and st.resyncs >= 5 and st.snapshots == st.resyncs + 1
             assert st.malformed == 0
+            assert 10 <= proxy.dropped <= 50 and proxy.forwarded + proxy.dropped == n
+            assert st.gaps <= proxy.dropped
         stats = feed.finish()
-        assert 10 <= stats["dropped_test_hook"] <= 50 and stats["published"] + stats["dropped_test_hook"] == n
+        assert stats["published"] == n
     finally:
         feed.kill()
 
@@ -174,7 +179,10 @@ def test_engine_restart_and_silent_service(tmp_path, how):
             feed.go.set()
             assert sub.wait_for(lambda s: s.graph.seq == 60, 10)
             if how == "restart":
-                feed.finish()
+                feed.finish()  # close() announces the end of the first epoch's stream
+                assert sub.wait_for(lambda s: s.ended, 5), sub.stats()
+                assert sub.end_of_stream.epoch == first_epoch and sub.end_of_stream.seq == 60
+                assert rec.events[-1][0] == "end" and rec.events[-1][1] == feed.graphs[60]
             else:
                 feed.kill()
                 assert sub.wait_for(lambda s: s.stats().reconnects >= 1, 5), sub.stats()
@@ -183,7 +191,7 @@ def test_engine_restart_and_silent_service(tmp_path, how):
             second.go.set()
             assert sub.wait_for(lambda s: s.graph.epoch == second_epoch and s.graph.seq == 60 and s.synced, 15), \
                 sub.stats()
-            assert sub.graph == second.graphs[60]
+            assert sub.graph == second.graphs[60] and not sub.ended
             if how == "restart":
                 assert sub.stats().epoch_changes >= 1 and sub.stats().reconnects == 0
             check_events(rec.events, {first_epoch: feed.graphs, second_epoch: second.graphs})
@@ -247,25 +255,28 @@ def test_malformed_and_oversized_requests_get_error_replies(tmp_path):
         big = ctx.socket(zmq.DEALER)
         big.connect(pub.snapshot_endpoint)
         assert _ask(big, [wire.TOPIC_REQUEST, b"\0" * (2 << 20)], timeout_ms=500) is None
-        for kind in (zmq.DEALER, zmq.REQ):
-            s = ctx.socket(kind)
+        # The documented client kind, DEALER, gets the whole snapshot; a REQ socket (one reply per request) gets
+        # one error reply naming DEALER instead of the first batch of a snapshot it could never complete.
+        dealer2, req = ctx.socket(zmq.DEALER), ctx.socket(zmq.REQ)
+        for s in (dealer2, req):
             s.connect(pub.snapshot_endpoint)
             s.send_multipart(wire.encode_request(wire.SnapshotRequest(11, "")))
-            ents, rels, end = {}, {}, None
-            while end is None:
-                assert s.poll(2000)
-                msg = wire.decode_reply(s.recv_multipart(), 1 << 20, 1000)
-                if isinstance(msg, wire.SnapshotItems):
-                    ents.update((e.id, e) for e in msg.entities)
-                    rels.update((r.key, r) for r in msg.relations)
-                    if kind == zmq.REQ:
-                        break  # REQ takes one reply per request; the first batch shows the envelope is kept
-                else:
-                    end = msg
-            if kind == zmq.DEALER:
-                assert SceneGraph(end.t, ents, rels, end.epoch, end.seq) == graphs[30]
+        ents, rels, end = {}, {}, None
+        while end is None:
+            assert dealer2.poll(2000)
+            msg = wire.decode_reply(dealer2.recv_multipart(), 1 << 20, 1000)
+            if isinstance(msg, wire.SnapshotItems):
+                ents.update((e.id, e) for e in msg.entities)
+                rels.update((r.key, r) for r in msg.relations)
+            else:
+                end = msg
+        assert SceneGraph(end.t, ents, rels, end.epoch, end.seq) == graphs[30]
+        assert req.poll(2000)
+        err = wire.decode_reply(req.recv_multipart(), 1 << 20, 1000)
+        assert isinstance(err, wire.ErrorReply) and err.rid is None and "use a DEALER socket" in err.reason, err
+        for s in (dealer2, req):
             s.close(linger=0)
-        assert pub.stats().request_errors == len(cases)
+        assert pub.stats().request_errors == len(cases) + 1
     for s in (dealer, big):
         s.close(linger=0)
     ctx.term()
@@ -278,7 +289,8 @@ def test_subscriber_survives_malformed_messages():
     pub_port, snap_port = pub.bind_to_random_port("tcp://127.0.0.1"), router.bind_to_random_port("tcp://127.0.0.1")
     ep = "E1"
     e1 = Entity(1, "cup", 0.5, (1.0, 2.0, 3.0, 4.0), 0.0)
-    sub = GraphSubscriber(f"tcp://127.0.0.1:{pub_port}", f"tcp://127.0.0.1:{snap_port}", heartbeat_timeout_s=5.0)
+    sub = GraphSubscriber(SubscriberConfig(f"tcp://127.0.0.1:{pub_port}", f"tcp://127.0.0.1:{snap_port}",
+                                           heartbeat_timeout_s=5.0))
     try:
         sub.start()
         assert router.poll(5000)
@@ -333,11 +345,12 @@ def test_curve_authorised_client_gets_the_graph_and_unknown_client_nothing(tmp_p
     with GraphPublisher(cfg, epoch) as pub:
         for d in deltas:
             pub.publish(d)
-        alice = GraphSubscriber(pub.pub_endpoint, pub.snapshot_endpoint, curve_server_key_file=server_public,
-                                curve_client_key_file=str(alice_secret))
-        mallory = GraphSubscriber(pub.pub_endpoint, pub.snapshot_endpoint, curve_server_key_file=server_public,
-                                  curve_client_key_file=str(mallory_secret), snapshot_timeout_s=0.3)
-        plain = GraphSubscriber(pub.pub_endpoint, pub.snapshot_endpoint, snapshot_timeout_s=0.3)
+        eps = dict(pub_endpoint=pub.pub_endpoint, snapshot_endpoint=pub.snapshot_endpoint)
+        alice = GraphSubscriber(SubscriberConfig(**eps, curve_server_key_file=server_public,
+                                                 curve_client_key_file=str(alice_secret)))
+        mallory = GraphSubscriber(SubscriberConfig(**eps, curve_server_key_file=server_public,
+                                                   curve_client_key_file=str(mallory_secret), snapshot_timeout_s=0.3))
+        plain = GraphSubscriber(SubscriberConfig(**eps, snapshot_timeout_s=0.3))
         with alice, mallory, plain:
             for s in (alice, mallory, plain):
                 s.start()
@@ -416,8 +429,8 @@ def test_pending_buffer_is_bounded_while_syncing():
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
     port = pub.bind_to_random_port("tcp://127.0.0.1")
-    sub = GraphSubscriber(f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{free_port()}", max_pending=10,
-                          heartbeat_timeout_s=5.0)
+    sub = GraphSubscriber(SubscriberConfig(f"tcp://127.0.0.1:{port}", f"tcp://127.0.0.1:{free_port()}",
+                                           max_pending=10, heartbeat_timeout_s=5.0))
     try:
         sub.start()
         while sub.stats().heartbeats == 0:
@@ -438,7 +451,8 @@ def test_long_burst_ends_equal(tmp_path):
     epoch = new_epoch()
     graphs, deltas = _stream(epoch, 5000, seed=9)
     with GraphPublisher(TransportConfig(**ANY), epoch) as pub:
-        sub = GraphSubscriber(pub.pub_endpoint, pub.snapshot_endpoint, heartbeat_timeout_s=2.0, max_pending=500)
+        sub = GraphSubscriber(SubscriberConfig(pub.pub_endpoint, pub.snapshot_endpoint, heartbeat_timeout_s=2.0,
+                                               max_pending=500))
         rec = Recorder()
         sub.on_change(rec)
         with sub:

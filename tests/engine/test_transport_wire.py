@@ -7,7 +7,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from engine.config import ConfigError, TransportConfig, from_dict
+from engine.config import ConfigError, SubscriberConfig, TransportConfig, from_dict
 from engine.graph.diff import SequenceError, apply, diff, empty_graph
 from engine.transport import GraphPublisher, GraphSubscriber, fields, graph_changes, new_epoch, wire
 from engine.transport.subtree import MissingEntityError, apply_to_view, entity_key, relation_key, view
@@ -93,6 +93,13 @@ def test_numpy_scalars_are_encoded_as_plain_values():
 def test_other_messages_round_trip():
     hb = wire.decode_pub(wire.encode_heartbeat(EP, 42, 1.0), MB, 10)
     assert hb == wire.Heartbeat(EP, 42, 1.0)
+    eos = wire.encode_eos(EP, 42, 1.68)
+    assert eos[0] == wire.TOPIC_EOS and wire.decode_pub(eos, MB, 10) == wire.EndOfStream(EP, 42, 1.68)
+    with pytest.raises(wire.WireError, match="eos.x"):
+        wire.decode_pub(eos[:3] + [msgpack.packb({"v": V, "t": 1.0, "x": 1})], MB, 10)
+    with pytest.raises(wire.WireError, match="wire version 2 is not supported") as e:
+        wire.decode_pub(eos[:3] + [msgpack.packb({"v": 2, "t": 1.0})], MB, 10)
+    assert e.value.code == "version"
     assert wire.decode_request(wire.encode_request(wire.SnapshotRequest(9, "r/3/")), 4096) == \
         wire.SnapshotRequest(9, "r/3/")
     d = sample_delta()
@@ -109,6 +116,22 @@ def test_new_epoch_is_valid_and_unique():
     assert a != b and wire.check_epoch(a) == a
 
 
+def test_documented_epoch_examples_parse():
+    """WIRE.md §5 gives an example of each epoch form; each passes the frame rule, and new_epoch() has its form."""
+    import re
+    text = (SCHEMA.parent / "WIRE.md").read_text()
+    examples = re.findall(r"for example `([^`]+)`", text[text.index("## 5."):text.index("## 6.")])
+    assert len(examples) == 2
+    for ex in examples:
+        assert wire.check_epoch(ex) == ex
+        frames = wire.encode_heartbeat(ex, 3, 1.0)
+        assert wire.decode_pub(frames, MB, 10).epoch == ex
+    engine_form, new_form = examples
+    assert re.fullmatch(r"[0-9a-f]{12}", engine_form)
+    form = r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}"  # UTC time, then 32 random bits in hex
+    assert re.fullmatch(form, new_form) and re.fullmatch(form, new_epoch())
+
+
 # ------------------------------------------------------------------------------------------------ bad inputs
 
 
@@ -121,7 +144,8 @@ def _mutated(**changes):
 
 BAD_DELTA_BODIES = [
     (dict(v=1), "delta.v", "version"),
-    (dict(v=3), "delta.v", "version"),
+    (dict(v=2), "delta.v", "version"),  # the previous version, and the next one
+    (dict(v=4), "delta.v", "version"),
     (dict(v=True), "delta.v", "version"),
     (dict(t="now"), "delta.t", "malformed"),
     (dict(t=math.inf), "delta.t", "malformed"),
@@ -244,13 +268,18 @@ def test_schema_accepts_every_payload_and_rejects_bad_ones(stream):
     assert schema["$defs"]["name"]["maxLength"] == fields.MAX_NAME_LEN
     graphs, deltas = stream
     g = graphs[-1]
-    payloads = [wire.encode_delta(d, 1000)[3] for d in deltas[:50]] + [
-        wire.encode_heartbeat(EP, 1, 1.0)[3], wire.encode_request(wire.SnapshotRequest(1, "e/"))[1],
-        wire.encode_items(EP, 1, 1, list(g.entities.values()), list(g.relations.values()), 1000)[3],
-        wire.encode_end(EP, 1, 1, 0.5, 3, 4)[3], wire.encode_error(EP, 1, None, "malformed", "bad")[3],
-        wire.encode_error(EP, 1, 5, "version", "bad")[3]]
-    for p in payloads:
+    payloads = [("delta", wire.encode_delta(d, 1000)[3]) for d in deltas[:50]] + [
+        ("heartbeat", wire.encode_heartbeat(EP, 1, 1.0)[3]), ("eos", wire.encode_eos(EP, 1, 0.5)[3]),
+        ("request", wire.encode_request(wire.SnapshotRequest(1, "e/"))[1]),
+        ("items", wire.encode_items(EP, 1, 1, list(g.entities.values()), list(g.relations.values()), 1000)[3]),
+        ("end", wire.encode_end(EP, 1, 1, 0.5, 3, 4)[3]),
+        ("error", wire.encode_error(EP, 1, None, "malformed", "bad")[3]),
+        ("error", wire.encode_error(EP, 1, 5, "version", "bad")[3])]
+    for name, p in payloads:
         validator.validate(msgpack.unpackb(p))
+        own = jsonschema.Draft202012Validator({**schema, "anyOf": [{"$ref": f"#/$defs/{name}"}]})
+        own.validate(msgpack.unpackb(p))  # and against the definition its topic names
+    assert not validator.is_valid({"v": V - 1, "t": 1.0})
     for change, field, _ in BAD_DELTA_BODIES:
         if "duplicate" in field or "box_xyxy" in field and change["ents"][0][3][0] == 2:
             continue  # cross-field rules (unique ids, x1 <= x2) are beyond JSON Schema; the decoder checks them
@@ -371,8 +400,17 @@ def test_publish_rejects_bad_deltas_and_keeps_its_graph():
             assert pub.graph is g
         pub.publish(GraphDelta(EP, 2, 0.2, remove_entity_ids=(1,)))
         assert pub.graph.seq == 2 and not pub.graph.entities
+        assert not pub.ended
+        pub.end_stream()
+        pub.end_stream()  # idempotent
+        assert pub.ended
+        with pytest.raises(RuntimeError, match="after end_stream"):
+            pub.publish(GraphDelta(EP, 3, 0.3))
+        assert pub.graph.seq == 2
     with pytest.raises(RuntimeError, match="after close"):
         pub.publish(GraphDelta(EP, 3, 0.3))
+    with pytest.raises(RuntimeError, match="after close"):
+        pub.end_stream()
 
 
 def test_oversized_delta_is_not_sent_but_applied():
@@ -389,8 +427,8 @@ def test_publisher_argument_checks(tmp_path):
         GraphPublisher({"heartbeat_s": 1.0}, EP)
     with pytest.raises(ValueError, match="epoch"):
         GraphPublisher(TransportConfig(**ANY), "no spaces allowed")
-    with pytest.raises(ValueError, match="drop_fraction"):
-        GraphPublisher(TransportConfig(**ANY), EP, drop_fraction=1.5)
+    with pytest.raises(TypeError, match="drop_fraction"):  # the old test hook is gone from the service
+        GraphPublisher(TransportConfig(**ANY), EP, drop_fraction=0.5)
     with pytest.raises(ValueError, match="curve_secret_key_file"):
         GraphPublisher(TransportConfig(**ANY, curve_secret_key_file=str(tmp_path / "none.key_secret")), EP)
     with GraphPublisher(TransportConfig(**ANY), EP) as pub:
@@ -399,24 +437,36 @@ def test_publisher_argument_checks(tmp_path):
             GraphPublisher(taken, EP)
 
 
-def test_subscriber_argument_checks(tmp_path):
-    ok = ("tcp://127.0.0.1:5556", "tcp://127.0.0.1:5557")
+def test_subscriber_config_and_argument_checks(tmp_path):
+    ok = dict(pub_endpoint="tcp://127.0.0.1:5556", snapshot_endpoint="tcp://127.0.0.1:5557")
+    assert SubscriberConfig() == SubscriberConfig(**ok) and not SubscriberConfig().curve
+    assert from_dict(SubscriberConfig, {"max_pending": 5}).max_pending == 5
     bad = [
-        (("127.0.0.1:5556", ok[1]), {}, "pub_endpoint"),
-        ((ok[0], None), {}, "snapshot_endpoint"),
-        (ok, dict(subtree="a\tb"), "subtree"),
-        (ok, dict(heartbeat_timeout_s=0), "heartbeat_timeout_s"),
-        (ok, dict(snapshot_timeout_s=-1.0), "snapshot_timeout_s"),
-        (ok, dict(max_items=1.5), "max_items"),
-        (ok, dict(max_pending=0), "max_pending"),
-        (ok, dict(curve_server_key_file="x"), "give both"),
-        (ok, dict(curve_server_key_file=str(tmp_path / "a"), curve_client_key_file=str(tmp_path / "b")),
-         "curve_server_key_file: no such file"),
+        (dict(pub_endpoint="127.0.0.1:5556"), "subscriber.pub_endpoint"),
+        (dict(snapshot_endpoint=None), "subscriber.snapshot_endpoint"),
+        (dict(heartbeat_timeout_s=0), "subscriber.heartbeat_timeout_s"),
+        (dict(snapshot_timeout_s=-1.0), "subscriber.snapshot_timeout_s"),
+        (dict(heartbeat_timeout_s=True), "subscriber.heartbeat_timeout_s"),
+        (dict(max_items=1.5), "subscriber.max_items"),
+        (dict(max_message_bytes=0), "subscriber.max_message_bytes"),
+        (dict(max_pending=0), "subscriber.max_pending"),
+        (dict(subtree=3), "subscriber.subtree"),
+        (dict(curve_server_key_file="x"), "give both"),
     ]
-    for args, kw, words in bad:
-        with pytest.raises(ValueError, match=words):
-            GraphSubscriber(*args, **kw)
-    sub = GraphSubscriber(*ok)
+    for kw, words in bad:
+        with pytest.raises(ConfigError, match=words):
+            SubscriberConfig(**{**ok, **kw})
+    with pytest.raises(ConfigError, match="unknown config key 'port'"):
+        from_dict(SubscriberConfig, {"port": 1})
+    with pytest.raises(TypeError, match="SubscriberConfig"):
+        GraphSubscriber(TransportConfig())
+    with pytest.raises(ValueError, match="subscriber.subtree"):
+        GraphSubscriber(SubscriberConfig(subtree="a\tb"))
+    with pytest.raises(ValueError, match="subscriber.curve_server_key_file: no such file"):
+        GraphSubscriber(SubscriberConfig(curve_server_key_file=str(tmp_path / "a"),
+                                         curve_client_key_file=str(tmp_path / "b")))
+    sub = GraphSubscriber(SubscriberConfig())
+    assert sub.config == SubscriberConfig()
     with pytest.raises(TypeError, match="callable"):
         sub.on_change("print")
     sub.close()
