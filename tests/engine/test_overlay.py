@@ -55,23 +55,30 @@ def test_unwritable_path_is_a_clear_error(tmp_path):
     (tmp_path / "dir.mp4").mkdir()
     with pytest.raises(ValueError, match="overlay"):
         OverlayWriter(tmp_path / "dir.mp4", (320, 240), 10.0)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="overlay: cannot open"):  # a file where the parent folder should be
+        OverlayWriter(tmp_path / "file" / "o.mp4", (320, 240), 10.0)
 
 
 def test_track_ids_and_relation_edges_are_drawn(tmp_path):
     g = graph(0.0)
     bare = SceneGraph(t=0.0, entities=g.entities, epoch="E")  # same boxes, no relations
     path = tmp_path / "o.mp4"
-    with OverlayWriter(path, (320, 240), 10.0, max_edge_labels=0) as w:
+    with OverlayWriter(path, (320, 240), 10.0, max_edge_labels=0, max_pair_labels=0) as w:
         w.write(g)
         w.write(bare)
     with_rel, without = (f.astype(int) for f in read_frames(path))
-    # the id + label text sits above the person's box (top edge y=40)
-    assert np.abs(without[26:36, 20:80] - 32).max() > 60
-    # the 1 -> 2 arrow runs from the person's centre (50, 120) to the dog's (240, 160), shifted 6 px sideways;
-    # look three quarters of the way along it (past its label), where nothing else is drawn
+    # the id + label text sits just above the person's box (top edge y=40)
+    assert np.abs(without[26:38, 20:80] - 32).max() > 60
+    # the pair 1 <-> 2 is one straight line from the person's centre (50, 120) towards the dog's (240, 160),
+    # running between the two box borders (no sideways offset any more); look at its middle
     a, b = np.array([50.0, 120.0]), np.array([240.0, 160.0])
-    d = b - a
-    n = np.array([-d[1], d[0]]) / np.hypot(*d) * 6.0
-    x, y = (a + 0.75 * d + n).astype(int)
-    assert np.abs(with_rel[y - 2:y + 3, x - 2:x + 3] - 32).max() > 40
+    x, y = (a + 0.6 * (b - a)).astype(int)
+    assert np.abs(with_rel[y - 1:y + 2, x - 1:x + 2] - 32).max() > 40
     assert np.abs(without[y - 2:y + 3, x - 2:x + 3] - 32).max() < 20
+    # both directions hold (walk_with, follow), so both ends carry an arrow head: pixels off the line near each end
+    d = (b - a) / np.hypot(*(b - a))
+    n = np.array([-d[1], d[0]])
+    for end, back in (((80.0, 126.3), -d), ((200.0, 151.6), d)):  # where the line crosses each box border
+        px, py = (np.array(end) - 6 * back + 4 * n).astype(int)
+        assert np.abs(with_rel[py - 1:py + 2, px - 1:px + 2] - 32).max() > 40, end
