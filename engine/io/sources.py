@@ -1,7 +1,11 @@
 """Detection streams for offline runs: per-frame ``(frame_index, t_seconds, Detections)`` from files.
 
 * ``MotDetections``: a MOTChallenge ``det.txt`` (public detections), one item per frame from 1 to the last frame,
-  frames without detections included (as empty ``Detections``), so a tracker sees every frame.
+  frames without detections included (as empty ``Detections``), so a tracker sees every frame. Frames are produced
+  one at a time from the sorted detections (nothing is allocated per frame number), and a stretch of more than
+  ``max_frame_gap`` frames without any detection (before the first, between two, or after the last up to
+  ``num_frames``) is refused: such a file is almost always a typo (frame ``300000000``) and would otherwise cost
+  hours of empty frames. Exact duplicate lines and zero-area boxes are dropped with one warning per file.
 * ``VidvrdReplay``: a VidVRD / VidOR annotation replayed as a detector would produce it, optionally degraded by
   seeded box jitter, random drops and false positives, to stress-test trackers on real object motion.
 
@@ -11,6 +15,7 @@ Boxes are xyxy float32 pixels (image frame, origin top-left).
 from __future__ import annotations
 
 import numbers
+import warnings
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -18,7 +23,7 @@ import numpy as np
 
 from engine.boxes import ltwh_to_xyxy
 from engine.types import Detections
-from engine.vocab import Vocabulary
+from engine.vocab import Vocabulary, read_text_file
 
 #: How MOT confidences are mapped into [0, 1]. MOTChallenge files mix conventions: the Faster R-CNN detections of
 #: MOT15 (as shipped with SORT) are probabilities, MOT17's DPM scores are unbounded and can be negative.
@@ -29,11 +34,14 @@ SCORE_TRANSFORMS = ("none", "clip", "sigmoid", "minmax")
 
 FrameItem = tuple[int, float, Detections]
 
+#: Default longest run of frames without any detection that ``MotDetections`` accepts (about 5.5 minutes at 30 fps).
+MAX_FRAME_GAP = 10_000
+
 
 def _parse_mot_det(path: Path) -> np.ndarray:
     """A det.txt as (K, 7) float64 rows [frame, left, top, width, height, conf, line number]; errors name the line."""
     rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(read_text_file(path, "MOT detection file").splitlines(), start=1):
         text = line.strip()
         if not text:
             continue
@@ -56,6 +64,29 @@ def _parse_mot_det(path: Path) -> np.ndarray:
     return np.array(rows, np.float64).reshape(-1, 7)
 
 
+def _drop_degenerate(rows: np.ndarray, path: Path) -> tuple[np.ndarray, dict[str, int]]:
+    """Rows without exact duplicates (same frame, box and confidence; the first line is kept) and without zero-area
+    boxes, plus the counts dropped. One warning per file names the counts and the first line of each kind: a
+    duplicated line would otherwise become two entities and ghost relations, a zero-area box an entity nobody sees."""
+    dropped = {"duplicates": 0, "zero_area": 0}
+    if not len(rows):
+        return rows, dropped
+    _, first = np.unique(rows[:, :6], axis=0, return_index=True)
+    dup = np.ones(len(rows), bool)
+    dup[first] = False
+    zero = ~dup & ((rows[:, 3] == 0) | (rows[:, 4] == 0))
+    notes = []
+    for key, mask, one, many in (("duplicates", dup, "exact duplicate line", "exact duplicate lines"),
+                                  ("zero_area", zero, "zero-area box", "zero-area boxes")):
+        n = int(mask.sum())
+        dropped[key] = n
+        if n:
+            notes.append(f"{n} {one if n == 1 else many} (first: line {int(rows[np.flatnonzero(mask)[0], 6])})")
+    if notes:
+        warnings.warn(f"{path}: dropped {' and '.join(notes)}", stacklevel=3)
+    return rows[~(dup | zero)], dropped
+
+
 def _map_scores(scores: np.ndarray, transform: str, path: Path, lines: np.ndarray) -> np.ndarray:
     if transform == "none":
         bad = np.flatnonzero((scores < 0) | (scores > 1))
@@ -75,18 +106,24 @@ def _map_scores(scores: np.ndarray, transform: str, path: Path, lines: np.ndarra
 class MotDetections:
     """A MOTChallenge det.txt as a frame stream; the file is read and validated completely at construction.
 
-    path:            ``frame,-1,left,top,width,height,conf,...`` per line (frames from 1, pixels).
+    path:            ``frame,-1,left,top,width,height,conf,...`` per line (frames from 1, pixels), UTF-8 text.
     fps:             frame rate used for ``t = (frame - 1) / fps`` seconds.
     score_transform: one of ``SCORE_TRANSFORMS`` (see there); the TUD-Campus / SORT files need ``none``.
     label:           vocabulary index given to every detection (MOT det files carry no class).
     num_frames:      yield frames 1..num_frames (the sequence length, e.g. seqinfo.ini ``seqLength``) so that
                      trailing frames without detections are included; default: up to the last frame in the file.
+    max_frame_gap:   the longest run of consecutive frames without a detection that is accepted (counting frames
+                     before the first detection and, with ``num_frames``, after the last); more is a ValueError
+                     naming the line. Default ``MAX_FRAME_GAP``.
 
+    Exact duplicate lines (same frame, box and confidence) and zero-area boxes are dropped with one warning per
+    file; ``dropped`` holds the counts ``{"duplicates": n, "zero_area": m}``.
     Iterating yields ``(frame_index, t, Detections)`` for every frame; ``len()`` is the number of frames.
+    Memory is proportional to the number of detections, never to the frame numbers.
     """
 
     def __init__(self, path: str | Path, fps: float = 30.0, score_transform: str = "none", label: int = 0,
-                 num_frames: int | None = None):
+                 num_frames: int | None = None, max_frame_gap: int = MAX_FRAME_GAP):
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"path: MOT detection file not found: {p}")
@@ -96,32 +133,57 @@ class MotDetections:
             raise ValueError(f"score_transform: unknown '{score_transform}' (one of {', '.join(SCORE_TRANSFORMS)})")
         if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or label < 0:
             raise ValueError(f"label: must be a non-negative integer, got {label!r}")
-        rows = _parse_mot_det(p)
-        last = int(rows[:, 0].max()) if len(rows) else 0
+        if num_frames is not None and (isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer))
+                                       or num_frames < 0):
+            raise ValueError(f"num_frames: must be a non-negative integer, got {num_frames!r}")
+        if isinstance(max_frame_gap, bool) or not isinstance(max_frame_gap, (int, np.integer)) or max_frame_gap < 1:
+            raise ValueError(f"max_frame_gap: must be a positive integer, got {max_frame_gap!r}")
+        rows, self.dropped = _drop_degenerate(_parse_mot_det(p), p)
+        order = np.argsort(rows[:, 0], kind="stable")  # files are frame-sorted in practice; do not rely on it
+        rows = rows[order]
+        last = _check_gaps(rows, p, int(max_frame_gap))
         if num_frames is not None:
-            if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 0:
-                raise ValueError(f"num_frames: must be a non-negative integer, got {num_frames!r}")
             if last > num_frames:
                 raise ValueError(f"num_frames: {num_frames} is less than the last frame in {p} ({last})")
+            if num_frames - max(last, 0) > max_frame_gap:
+                raise ValueError(f"num_frames: {num_frames} leaves {num_frames - last} frames without detections "
+                                 f"after the last detection in {p} (frame {last}); more than max_frame_gap="
+                                 f"{max_frame_gap}")
             last = int(num_frames)
-        scores = _map_scores(rows[:, 5], score_transform, p, rows[:, 6])
-        order = np.argsort(rows[:, 0], kind="stable")  # files are frame-sorted in practice; do not rely on it
-        self.path, self.fps, self.num_frames = p, float(fps), last
-        self._frames = rows[order, 0].astype(np.int64)
-        self._boxes = ltwh_to_xyxy(rows[order, 1:5]).astype(np.float32)
-        self._scores = scores[order].astype(np.float32)
+        self.path, self.fps, self.num_frames, self.max_frame_gap = p, float(fps), last, int(max_frame_gap)
+        self._frames = rows[:, 0].astype(np.int64)
+        self._boxes = ltwh_to_xyxy(rows[:, 1:5]).astype(np.float32)
+        self._scores = _map_scores(rows[:, 5], score_transform, p, rows[:, 6]).astype(np.float32)
         self._label = int(label)
 
     def __len__(self) -> int:
         return self.num_frames
 
     def __iter__(self) -> Iterator[FrameItem]:
-        lo = np.searchsorted(self._frames, np.arange(1, self.num_frames + 1), "left")
-        hi = np.searchsorted(self._frames, np.arange(1, self.num_frames + 1), "right")
+        k, n = 0, len(self._frames)
         for f in range(1, self.num_frames + 1):
-            a, b = lo[f - 1], hi[f - 1]
-            dets = Detections(self._boxes[a:b], self._scores[a:b], np.full(b - a, self._label, np.int32))
-            yield f, (f - 1) / self.fps, dets
+            a = k
+            while k < n and self._frames[k] == f:
+                k += 1
+            yield f, (f - 1) / self.fps, Detections(self._boxes[a:k], self._scores[a:k],
+                                                    np.full(k - a, self._label, np.int32))
+
+
+def _check_gaps(rows: np.ndarray, path: Path, max_gap: int) -> int:
+    """The last frame number of frame-sorted ``rows``; ValueError naming the line where more than ``max_gap``
+    consecutive frames (from frame 1 on) would pass without a detection."""
+    if not len(rows):
+        return 0
+    frames = np.concatenate([[0.0], rows[:, 0]])     # frame 0 stands for "before the first frame"
+    gaps = np.diff(frames) - 1                        # empty frames between consecutive detections
+    bad = np.flatnonzero(gaps > max_gap)
+    if bad.size:
+        i = int(bad[0])
+        after = f"frame {int(frames[i])}" if i else "the start"
+        raise ValueError(f"{path}:{int(rows[i, 6])}: frame {int(rows[i, 0])} comes {int(gaps[i]):,} frames without "
+                         f"detections after {after}; more than max_frame_gap={max_gap:,} (a typo in the frame "
+                         "number? raise max_frame_gap if the gap is real)")
+    return int(rows[-1, 0])
 
 
 class VidvrdReplay:
@@ -135,7 +197,8 @@ class VidvrdReplay:
                      the result is clipped to the image and kept at least 1 px wide and high.
     drop_prob:       probability that a present object is not detected in a frame.
     false_positives: mean number (Poisson) of false detections per frame: random boxes of 5-30 % of the image
-                     size, with a label drawn from the video's own categories (so class gating cannot reject them).
+                     size, with a label drawn from the video's own categories (so class gating cannot reject them),
+                     or from the whole vocabulary for a video that has no objects at all.
     true_scores / false_scores: (low, high) ranges of the uniform scores of real and false detections.
 
     Iterating yields ``(frame_index, t, Detections)``; ``with_truth()`` also yields the (N,) int64 annotation tid
@@ -158,8 +221,8 @@ class VidvrdReplay:
         for c in ann.categories:
             name = cmap.get(c, c)
             if name not in vocab:
-                via = f" (mapped to '{name}')" if c in cmap else ""
-                raise ValueError(f"category '{c}'{via} of video {ann.video_id} is not in vocabulary '{vocab.name}'; "
+                via = f" (mapped to {name!r})" if c in cmap else ""
+                raise ValueError(f"category {c!r}{via} of video {ann.video_id} is not in vocabulary '{vocab.name}'; "
                                  "map it to a vocabulary name with a category map (vsgg run --category-map FILE, "
                                  "YAML {category: vocabulary name})")
             labels.append(vocab.index(name))
@@ -191,6 +254,9 @@ class VidvrdReplay:
         ann, rng = self.annotation, np.random.default_rng(self.seed)
         w_img, h_img = float(ann.width), float(ann.height)
         present = ann.present
+        # an empty scene is valid (synthetic videos whose agents all stay out of view): its false positives cannot
+        # copy a category of the video, so they take any label
+        fp_pool = self.labels if len(self.labels) else np.arange(len(self.vocab), dtype=np.int32)
         for f in range(ann.frame_count):
             cols = np.flatnonzero(present[f])
             cols = cols[rng.random(len(cols)) >= self.drop_prob]
@@ -208,7 +274,7 @@ class VidvrdReplay:
             boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h_img)
             boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1.0)  # keep >= 1 px after clipping
             scores = np.concatenate([rng.uniform(*self.true_scores, len(cols)), rng.uniform(*self.false_scores, n_fp)])
-            fp_labels = rng.choice(self.labels, n_fp) if n_fp else np.zeros(0, np.int32)
+            fp_labels = rng.choice(fp_pool, n_fp) if n_fp else np.zeros(0, np.int32)
             labels = np.concatenate([self.labels[cols], fp_labels]).astype(np.int32)
             tids = np.concatenate([ann.tids[cols], np.full(n_fp, -1, np.int64)])
             yield f, f / ann.fps, Detections(boxes.astype(np.float32), scores.astype(np.float32), labels), tids

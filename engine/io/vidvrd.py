@@ -9,16 +9,24 @@ Format (VidVRD-helper, ``VERSION 1.0``)::
 
 ``end_fid`` is **exclusive**. Boxes are pixel coordinates ``xyxy`` as written in the file (VidVRD's scorer uses the
 +1-pixel area convention; that lives in the metrics, not here). Frame ``f`` is at time ``f / fps`` seconds.
+
+Parsing is strict, because a lenient reading turns a broken file into silently wrong ground truth: ids, frame
+numbers and sizes must be JSON integers (``3`` or ``3.0``, never ``0.7`` or ``"3"``); ``fps`` a finite number > 0;
+box coordinates finite numbers (a ``NaN`` box is an error, not an absent object: absent objects are simply not
+listed in that frame); a tid at most once per frame; category and predicate names pass ``engine.vocab.check_name``
+(no control or bidirectional characters). Every problem is a ValueError naming the file, the field and the frame.
 """
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from engine.vocab import Vocabulary
+from engine.vocab import Vocabulary, check_name, read_text_file
 
 FORMAT_VERSION = "VERSION 1.0"
 
@@ -63,14 +71,23 @@ class VideoAnnotation:
             raise ValueError(f"{where}: {len(self.categories)} categories for {len(tids)} tids")
         if boxes.ndim != 3 or boxes.shape[1:] != (len(tids), 4):
             raise ValueError(f"{where}: boxes must have shape (T, {len(tids)}, 4), got {boxes.shape}")
-        present = ~np.isnan(boxes).any(-1)
+        nan = np.isnan(boxes)
+        if (nan.any(-1) & ~nan.all(-1)).any():
+            f, k = np.argwhere(nan.any(-1) & ~nan.all(-1))[0].tolist()
+            raise ValueError(f"{where}: box of tid {int(tids[k])} in frame {f} is partly NaN "
+                             f"({boxes[f, k].tolist()}); a box is either all NaN (absent) or finite")
+        present = ~nan.any(-1)
         b = boxes[present]
         if not np.isfinite(b).all() or (b[:, 2] < b[:, 0]).any() or (b[:, 3] < b[:, 1]).any():
             raise ValueError(f"{where}: boxes must be finite xyxy with x1<=x2 and y1<=y2")
-        if not (self.fps > 0 and self.width > 0 and self.height > 0):
-            raise ValueError(f"{where}: fps, width and height must be positive")
+        for name, v in (("fps", self.fps), ("width", self.width), ("height", self.height)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"{where}: {name} must be a finite number > 0, got {v!r}")
+        for c in self.categories:
+            check_name(c, f"{where} category")
         known = set(tids.tolist())
         for r in self.relations:
+            check_name(r.predicate, f"{where} predicate")
             if r.subject_tid not in known or r.object_tid not in known:
                 raise ValueError(f"{where}: relation {r} refers to an unknown tid")
             if not 0 <= r.begin_fid < r.end_fid <= len(boxes):
@@ -106,22 +123,49 @@ def _need(d: dict, key: str, where: str):
     return d[key]
 
 
+def _int(d: dict, key: str, where: str) -> int:
+    """Field ``key`` as an int: a JSON integer, or a float with an integral value (``3.0``); else ValueError."""
+    v = _need(d, key, where)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
+        raise ValueError(f"{where}: '{key}' must be an integer, got {v!r}")
+    return int(v)
+
+
+def _real(d: dict, key: str, where: str) -> float:
+    """Field ``key`` as a finite float; a string, bool, null, NaN or inf raises ValueError naming the field."""
+    v = _need(d, key, where)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"{where}: '{key}' must be a finite number, got {v!r}")
+    return float(v)
+
+
+def _name(d: dict, key: str, where: str) -> str:
+    v = _need(d, key, where)
+    if not isinstance(v, str):
+        raise ValueError(f"{where}: '{key}' must be a string, got {v!r}")
+    return check_name(v, f"{where} '{key}'")
+
+
 def parse_vidvrd(data: dict, source: str = "<dict>") -> VideoAnnotation:
     """Build a VideoAnnotation from the decoded official JSON; every problem raises ValueError naming ``source``."""
     if not isinstance(data, dict):
         raise ValueError(f"{source}: top level must be a JSON object")
     try:
-        vid = str(_need(data, "video_id", source))
+        vid = check_name(str(_need(data, "video_id", source)), f"{source} video_id")
         where = f"{source} (video {vid})"
         objs = _need(data, "subject/objects", where)
         trajs = _need(data, "trajectories", where)
-        n_frames = int(_need(data, "frame_count", where))
+        n_frames = _int(data, "frame_count", where)
+        fps = _real(data, "fps", where)
+        if fps <= 0:
+            raise ValueError(f"{where}: 'fps' must be > 0, got {fps!r}")
+        width, height = _int(data, "width", where), _int(data, "height", where)
         if not isinstance(objs, list) or not isinstance(trajs, list):
             raise ValueError(f"{where}: 'subject/objects' and 'trajectories' must be lists")
         if len(trajs) != n_frames:
             raise ValueError(f"{where}: frame_count is {n_frames} but 'trajectories' has {len(trajs)} frames")
-        tids = [int(_need(o, "tid", f"{where} subject/objects")) for o in objs]
-        cats = [str(_need(o, "category", f"{where} subject/objects")) for o in objs]
+        tids = [_int(o, "tid", f"{where} subject/objects[{i}]") for i, o in enumerate(objs)]
+        cats = [_name(o, "category", f"{where} subject/objects[{i}]") for i, o in enumerate(objs)]
         col = {t: k for k, t in enumerate(tids)}
         if len(col) != len(tids):
             raise ValueError(f"{where}: duplicate tid in 'subject/objects'")
@@ -129,22 +173,26 @@ def parse_vidvrd(data: dict, source: str = "<dict>") -> VideoAnnotation:
         for f, frame in enumerate(trajs):
             if not isinstance(frame, list):
                 raise ValueError(f"{where}: trajectories[{f}] must be a list")
+            seen = set()
             for item in frame:
-                tid = int(_need(item, "tid", f"{where} trajectories[{f}]"))
+                w = f"{where} trajectories[{f}]"
+                tid = _int(item, "tid", w)
                 if tid not in col:
-                    raise ValueError(f"{where}: trajectories[{f}] has tid {tid} not in 'subject/objects'")
-                bb = _need(item, "bbox", f"{where} trajectories[{f}]")
-                boxes[f, col[tid]] = [float(_need(bb, k, f"{where} trajectories[{f}] bbox"))
-                                      for k in ("xmin", "ymin", "xmax", "ymax")]
+                    raise ValueError(f"{w}: tid {tid} not in 'subject/objects'")
+                if tid in seen:
+                    raise ValueError(f"{w}: tid {tid} listed twice in one frame")
+                seen.add(tid)
+                bb = _need(item, "bbox", w)
+                boxes[f, col[tid]] = [_real(bb, k, f"{w} tid {tid} bbox") for k in ("xmin", "ymin", "xmax", "ymax")]
         rels = []
-        for i, r in enumerate(data.get("relation_instances", [])):
+        instances = data.get("relation_instances", [])
+        if not isinstance(instances, list):
+            raise ValueError(f"{where}: 'relation_instances' must be a list")
+        for i, r in enumerate(instances):
             w = f"{where} relation_instances[{i}]"
-            rels.append(RelationInstance(int(_need(r, "subject_tid", w)), str(_need(r, "predicate", w)),
-                                         int(_need(r, "object_tid", w)), int(_need(r, "begin_fid", w)),
-                                         int(_need(r, "end_fid", w))))
-        return VideoAnnotation(vid, float(_need(data, "fps", where)), int(_need(data, "width", where)),
-                               int(_need(data, "height", where)), np.array(tids, np.int64), tuple(cats), boxes,
-                               tuple(rels))
+            rels.append(RelationInstance(_int(r, "subject_tid", w), _name(r, "predicate", w),
+                                         _int(r, "object_tid", w), _int(r, "begin_fid", w), _int(r, "end_fid", w)))
+        return VideoAnnotation(vid, fps, width, height, np.array(tids, np.int64), tuple(cats), boxes, tuple(rels))
     except (TypeError, KeyError) as e:  # wrong JSON types inside fields
         raise ValueError(f"{source}: malformed annotation ({type(e).__name__}: {e})") from e
 
@@ -154,10 +202,13 @@ def load_vidvrd(path: str | Path) -> VideoAnnotation:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"annotation file not found: {p}")
+    text = read_text_file(p, "annotation file")
     try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{p}: not valid JSON ({e})") from e
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: not valid JSON ({e})") from None
+    except RecursionError:  # json's C decoder recurses per nesting level
+        raise ValueError(f"{p}: not a VidVRD annotation (JSON nested too deeply to parse)") from None
     return parse_vidvrd(data, str(p))
 
 

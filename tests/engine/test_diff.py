@@ -6,7 +6,7 @@ import pytest
 
 from engine.graph.diff import SequenceError, apply, diff, empty_graph
 from engine.graph.build import build_graph
-from engine.types import Entity, Relation, SceneGraph, Tracks
+from engine.types import Entity, GraphDelta, Relation, SceneGraph, Tracks
 from engine.vocab import Vocabulary
 
 PREDS = ("left", "right", "near", "holds")
@@ -102,17 +102,32 @@ def test_removing_entity_removes_its_relations():
     assert apply(g0, d) == g1
 
 
+def test_apply_cascades_relation_removal_of_a_removed_entity():
+    """A delta that removes an entity without listing its relations (a hand-built or older publisher's delta) still
+    leaves no relation pointing at it: removing an entity removes its relations (GraphDelta's contract)."""
+    a, b, c = (Entity(i, "x", 1.0, (0, 0, 1, 1)) for i in (1, 2, 3))
+    rels = [Relation(1, "near", 2, 0.9), Relation(2, "near", 3, 0.8), Relation(1, "near", 3, 0.7),
+            Relation(3, "holds", 2, 0.6)]
+    g0 = SceneGraph(0.0, {1: a, 2: b, 3: c}, {r.key: r for r in rels}, "e", 7)
+    g1 = apply(g0, GraphDelta("e", 8, 0.1, remove_entity_ids=(2,)))
+    assert set(g1.entities) == {1, 3} and list(g1.relations) == [(1, "near", 3)]
+    assert g1.relations[(1, "near", 3)] == rels[2] and len(g0.relations) == 4   # g0 untouched
+    # an upsert of a relation to the removed entity in the same delta is refused, not silently dangling
+    with pytest.raises(ValueError, match=r"delta seq 8: relation \(1, 'near', 2\) refers to a missing entity"):
+        apply(g0, GraphDelta("e", 8, 0.1, remove_entity_ids=(2,), upsert_relations=(rels[0],)))
+
+
 def test_seq_must_follow_and_epoch_must_match():
     g0 = SceneGraph(0.0, {}, {}, "e", 3)
-    with pytest.raises(SequenceError, match="seq"):
+    with pytest.raises(SequenceError, match=r"diff needs cur.seq == prev.seq \+ 1, got 3 -> 5"):
         diff(g0, SceneGraph(0.1, {}, {}, "e", 5))
-    with pytest.raises(SequenceError, match="epoch"):
+    with pytest.raises(SequenceError, match="diff across epochs: 'e' -> 'f'"):
         diff(g0, SceneGraph(0.1, {}, {}, "f", 4))
     d = diff(g0, SceneGraph(0.1, {}, {}, "e", 4))
     g1 = apply(g0, d)
-    with pytest.raises(SequenceError, match="does not follow"):
+    with pytest.raises(SequenceError, match="delta seq 4 does not follow graph seq 4"):
         apply(g1, d)  # replay
-    with pytest.raises(SequenceError):
+    with pytest.raises(SequenceError, match="delta from epoch 'e' applied to a graph of epoch 'other'"):
         apply(SceneGraph(0.0, {}, {}, "other", 3), d)
     assert g1.seq == 4 and g0.seq == 3  # inputs untouched
 

@@ -62,5 +62,38 @@ def test_end_rows_ends_active_and_clears():
 
 
 def test_bad_config():
-    with pytest.raises(ConfigError, match="exit"):
+    with pytest.raises(ConfigError, match="filter: need 0 <= exit <= enter <= 1"):
         FilterConfig(enter=0.3, exit=0.5)
+
+
+# Thresholds and scores below are exact binary fractions, so float32 smoothing cannot move them off the boundary.
+def test_score_exactly_at_enter_starts():
+    f = RelationFilter(FilterConfig(tau_s=0.0, enter=0.75, exit=0.5, min_duration_s=0.0), 2, 1)
+    ev = feed(f, [0.5, 0.75])
+    assert [(e.kind, e.t) for e in ev] == [(STARTED, pytest.approx(0.1))] and f.active[0, 0]
+
+
+def test_score_exactly_at_exit_holds_and_below_ends():
+    f = RelationFilter(FilterConfig(tau_s=0.0, enter=0.75, exit=0.5, min_duration_s=0.0), 2, 1)
+    ev = feed(f, [1.0, 0.5, 0.5, 0.25])
+    assert [(e.kind, round(e.t, 6)) for e in ev] == [(STARTED, 0.0), (ENDED, 0.3)]
+
+
+def test_pending_at_exactly_enter_keeps_its_start_time():
+    f = RelationFilter(FilterConfig(tau_s=0.0, enter=0.75, exit=0.5, min_duration_s=0.2), 2, 1)
+    ev = feed(f, [0.75, 0.75, 0.75])
+    assert [e.kind for e in ev] == [STARTED] and ev[0].start_time == 0.0 and ev[0].t == pytest.approx(0.2)
+
+
+def test_first_observation_initialises_the_smoothing():
+    """With a long time constant the first score is taken as is (not blended with a zero prior), so a confident
+    first observation starts at once; a row reset later starts afresh the same way."""
+    f = RelationFilter(FilterConfig(tau_s=10.0, enter=0.75, exit=0.5, min_duration_s=0.0), 2, 1)
+    ev = f.update(np.array([0]), np.array([[0.875]], np.float32), 5.0)
+    assert f.smoothed[0, 0] == 0.875 and [e.kind for e in ev] == [STARTED]
+    # the second observation is smoothed: a = 1 - exp(-0.1 / 10)
+    f.update(np.array([0]), np.array([[0.0]], np.float32), 5.1)
+    assert f.smoothed[0, 0] == pytest.approx(0.875 * np.exp(-0.01), rel=1e-6)
+    f.end_rows(np.array([0]), 5.2)
+    ev = f.update(np.array([0]), np.array([[0.875]], np.float32), 9.0)
+    assert f.smoothed[0, 0] == 0.875 and [e.kind for e in ev] == [STARTED]

@@ -36,6 +36,23 @@ def test_entities_and_deltas_replay_to_the_same_graph():
     assert all(e.label == "person" for e in g.entities.values())
 
 
+def test_moving_entities_are_republished_within_the_box_tolerance():
+    """Independent expectation: the published boxes follow the objects' true boxes (the detections we fed), within
+    the graph's box tolerance plus the Kalman filter's lag, and moved entities are re-sent in the deltas."""
+    tol = EngineConfig().graph.box_tolerance_px
+    eng = Engine(EngineConfig(), OBJECTS)
+    republished = 0
+    for f, t, d in moving_scene(60):             # every box moves 2 px per frame to the right: 118 px in all
+        res = eng.step(d, t)
+        republished += sum(e.id in eng.snapshot().entities for e in res.delta.upsert_entities) if f > 5 else 0
+        if f >= 10:
+            truth = d.boxes_xyxy[np.argsort(d.boxes_xyxy[:, 0])]
+            pub = np.array(sorted(e.box_xyxy for e in res.graph.entities.values()), np.float32)
+            assert pub.shape == truth.shape
+            np.testing.assert_allclose(pub, truth, atol=tol + 2.0)   # lag of a constant-velocity Kalman: < 2 px
+    assert republished >= 3 * 20                 # 3 entities, re-sent at least every other frame of the 54 moving
+
+
 def test_empty_frames_and_held_entities():
     eng = Engine(EngineConfig(), OBJECTS)
     for _, t, d in moving_scene(5):
@@ -49,9 +66,10 @@ def test_empty_frames_and_held_entities():
 
 
 @pytest.mark.parametrize("bad, match", [
-    (lambda: (dets([[0, 0, 10, 10]]), 0.0), "t"),                                       # time going backwards
-    (lambda: (dets([[0, 0, 10, 10]], labels=[999]), 9.0), "labels"),                    # unknown label index
-    (lambda: ("not detections", 9.0), "frame"),
+    (lambda: (dets([[0, 0, 10, 10]]), 0.0), r"t: must increase strictly, got 0\.0 after 0\.36"),  # time backwards
+    (lambda: (dets([[0, 0, 10, 10]], labels=[999]), 9.0),
+     r"labels: index 999 is outside the object vocabulary 'vidvrd_objects' \(35 labels\)"),
+    (lambda: ("not detections", 9.0), r"frame: expected engine.types.Detections \(no detector is configured"),
 ])
 def test_bad_input_leaves_state_unchanged(bad, match):
     eng = Engine(EngineConfig(), OBJECTS)

@@ -173,3 +173,102 @@ def test_vidor_replay_bad_arguments():
             VidvrdReplay(VIDOR, vocab, VIDOR_MAP, **kw)
     with pytest.raises(TypeError, match="seed"):
         VidvrdReplay(VIDOR, vocab, VIDOR_MAP, seed=1.5)
+
+
+# ---------------------------------------------------------------------------------------------- MOT hardening
+
+
+def test_absurd_frame_number_is_refused_quickly_and_names_the_line(tmp_path):
+    import time
+    import tracemalloc
+    p = write(tmp_path, "1,-1,0,0,10,20,0.9\n2,-1,0,0,10,20,0.9\n300000000,-1,0,0,10,20,0.9\n")
+    tracemalloc.start()
+    t0 = time.process_time()
+    with pytest.raises(ValueError, match=r"det\.txt:3: frame 300000000 comes 299,999,997 frames without detections "
+                                         r"after frame 2; more than max_frame_gap=10,000"):
+        MotDetections(p)
+    cpu, peak = time.process_time() - t0, tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # no allocation proportional to the frame number (one int64 per frame would be 2.4 GB)
+    assert peak < 5_000_000 and cpu < 5.0
+    with pytest.raises(ValueError, match=r"late\.txt:1: frame 20002 comes 20,001 frames .* after the start"):
+        MotDetections(write(tmp_path, "20002,-1,0,0,10,20,0.9\n", "late.txt"))
+
+
+def test_sparse_frames_stream_without_per_frame_arrays(tmp_path):
+    """A real gap within max_frame_gap streams lazily: the first frames come at once, memory stays flat."""
+    import itertools
+    import tracemalloc
+    p = write(tmp_path, "1,-1,0,0,10,20,0.9\n3,-1,1,1,10,20,0.8\n300000000,-1,0,0,10,20,0.7\n")
+    tracemalloc.start()
+    src = MotDetections(p, max_frame_gap=10**9)
+    first = list(itertools.islice(src, 4))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(src) == 300000000 and peak < 5_000_000
+    assert [(f, len(d)) for f, _, d in first] == [(1, 1), (2, 0), (3, 1), (4, 0)]
+    assert first[2][2].scores.tolist() == pytest.approx([0.8])
+
+
+def test_gap_counts_leading_and_trailing_frames(tmp_path):
+    p = write(tmp_path, "5,-1,0,0,10,20,0.9\n9,-1,0,0,10,20,0.9\n")
+    assert [f for f, _, d in MotDetections(p, max_frame_gap=4) if len(d)] == [5, 9]   # 4 empty before 5, 3 between
+    with pytest.raises(ValueError, match=r":1: frame 5 comes 4 frames .* after the start; more than max_frame_gap=3"):
+        MotDetections(p, max_frame_gap=3)
+    assert len(MotDetections(p, max_frame_gap=4, num_frames=13)) == 13
+    with pytest.raises(ValueError, match="num_frames: 14 leaves 5 frames without detections after the last"):
+        MotDetections(p, max_frame_gap=4, num_frames=14)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="max_frame_gap: must be a positive integer"):
+            MotDetections(p, max_frame_gap=bad)
+
+
+def test_duplicate_lines_are_dropped_once_with_a_warning(tmp_path):
+    line = "1,-1,10,10,20,40,0.9,-1,-1,-1\n"
+    other = "1,-1,50,10,20,40,0.9,-1,-1,-1\n"
+    p = write(tmp_path, line + other + line + line + "2,7,10,10,20,40,0.9\n2,8,10,10,20,40,0.9\n")
+    with pytest.warns(UserWarning, match=r"det\.txt: dropped 3 exact duplicate lines \(first: line 3\)"):
+        src = MotDetections(p)
+    items = list(src)
+    # one entity per distinct box: the duplicate of line 1 (twice) and of line 5 (same box, other id) are gone
+    assert [len(d) for _, _, d in items] == [2, 1]
+    np.testing.assert_allclose(items[0][2].boxes_xyxy, [[10, 10, 30, 50], [50, 10, 70, 50]])
+    assert src.dropped == {"duplicates": 3, "zero_area": 0}
+    # same box with another confidence is a different detection (NMS is the detector's job, not the reader's)
+    q = write(tmp_path, "1,-1,10,10,20,40,0.9\n1,-1,10,10,20,40,0.8\n", "conf.txt")
+    assert [len(d) for _, _, d in MotDetections(q)] == [2]
+
+
+def test_zero_area_boxes_are_dropped_with_a_count(tmp_path):
+    p = write(tmp_path, "1,-1,10,10,0,40,0.9\n1,-1,10,10,20,0,0.9\n1,-1,10,10,20,40,0.9\n2,-1,1,1,0,0,0.5\n")
+    with pytest.warns(UserWarning, match=r"dropped 3 zero-area boxes \(first: line 1\)"):
+        src = MotDetections(p)
+    assert [len(d) for _, _, d in src] == [1]       # frame 2 had only a dropped box: the file ends at frame 1
+    assert src.dropped == {"duplicates": 0, "zero_area": 3}
+    with pytest.warns(UserWarning, match="zero-area"):
+        assert [len(d) for _, _, d in MotDetections(p, num_frames=2)] == [1, 0]
+
+
+def test_binary_det_file_names_the_file(tmp_path):
+    p = tmp_path / "det.txt"
+    p.write_bytes(b"1,-1,0,0,10,20,0.9\n\xff\xfe\x00binary")
+    with pytest.raises(ValueError, match=r"MOT detection file .*det\.txt: not UTF-8 text \(undecodable byte at "
+                                         r"offset 19\)"):
+        MotDetections(p)
+
+
+# ---------------------------------------------------------------------------------------------- empty videos
+
+
+def test_replay_of_a_video_without_objects_gives_false_positives_only():
+    """The synthetic:SEED crash: an annotation with no objects is valid; its false positives take any label."""
+    from engine.io.vidvrd import VideoAnnotation
+    vocab = builtin("vidvrd_objects")
+    ann = VideoAnnotation("empty", 15.0, 640, 480, np.zeros(0, np.int64), (), np.zeros((200, 0, 4), np.float32))
+    items = list(VidvrdReplay(ann, vocab, jitter=0.03, drop_prob=0.05, false_positives=0.5, seed=3).with_truth())
+    assert len(items) == 200
+    labels = np.concatenate([d.labels for _, _, d, _ in items])
+    tids = np.concatenate([t for *_, t in items])
+    assert 60 < len(labels) < 140 and (tids == -1).all()        # Poisson(0.5) per frame over 200 frames
+    assert labels.min() >= 0 and labels.max() < len(vocab) and len(set(labels.tolist())) > 5
+    assert [len(d) for _, _, d in VidvrdReplay(ann, vocab, false_positives=0.0)] == [0] * 200

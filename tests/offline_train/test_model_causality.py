@@ -61,6 +61,32 @@ def test_future_does_not_change_past():
         b = model.forward_clip(f2, subj, obj, p2)
     m = present[:6]
     np.testing.assert_array_equal(a[:6][m].numpy(), b[:6][m].numpy())
+    # control: the same perturbation does reach the outputs at and after frame 6 (so the equality above is not
+    # the trivial equality of a model that ignores its input)
+    with torch.no_grad():
+        c = model.forward_clip(f2, subj, obj, present)           # future features changed, same presence
+    m_future = present[6:]
+    assert m_future.sum() >= 5
+    diff_future = (a[6:][m_future] - c[6:][m_future]).abs().amax(-1)
+    assert (diff_future > 1e-3).all(), diff_future
+    np.testing.assert_array_equal(a[:6][m].numpy(), c[:6][m].numpy())
+
+
+def test_past_reaches_later_outputs_through_the_window():
+    """Control for the window: changing one pair's features at frame 3 changes nothing before frame 3 and that
+    pair's outputs at frames 3..6 (whose window of 4 observations holds frame 3). Other pairs of the same frames
+    may change too: the spatial encoder lets the pairs of one frame attend to each other."""
+    model = make_model(4)
+    feats, subj, obj, _ = random_clip(t_len=8, p=3)
+    present = torch.ones(8, 3, dtype=torch.bool)
+    f2 = feats.clone()
+    f2[3, 1] = torch.randn(7) * 5
+    with torch.no_grad():
+        a = model.forward_clip(feats, subj, obj, present)
+        b = model.forward_clip(f2, subj, obj, present)
+    d = (a - b).abs().amax(-1)                                # (T, P)
+    assert (d[:3] == 0).all()
+    assert (d[3:7, 1] > 1e-4).all(), d[:, 1]                 # frames 3..6 hold frame 3 in their window of 4
 
 
 def test_grouped_softmax_scores_sum_to_one():

@@ -362,7 +362,7 @@ def test_bad_inputs():
         CategoryProfile("x", "robot", (1, 1, 1), 1, 2)
     with pytest.raises(ValueError, match="unknown category"):
         profile("unicorn")
-    with pytest.raises(ValueError, match="pos"):
+    with pytest.raises(ValueError, match=r"pos must have shape \(T >= 2, 1, 3\), got \(5, 2, 3\)"):
         make_states(("person",), np.zeros((5, 2, 3)), FPS)
     with pytest.raises(ValueError, match="heading"):
         make_states(("person",), np.zeros((5, 1, 3)), FPS, heading=np.zeros(5))
