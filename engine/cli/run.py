@@ -47,6 +47,8 @@ def add_parser(parser: argparse.ArgumentParser):
                         "e.g. tcp://127.0.0.1:5556")
     parser.add_argument("--jsonl", default="", help="write every delta as one JSON line here")
     parser.add_argument("--overlay", default="", help="write an overlay video (.mp4) here")
+    parser.add_argument("--final-graph", default="", help="write the final graph here (JSON, "
+                        "engine.graph.graph_json)")
     parser.add_argument("--record", default="", help="write a rosbag2 (MCAP) of vsgg_msgs deltas and snapshots "
                         "to this new folder (needs vsgg_nodes: `make ros`)")
     parser.add_argument("--frame-id", default="camera", help="--record: camera frame id written in the headers")
@@ -260,6 +262,8 @@ def run(args) -> int:
         except _Stopped as e:
             stopped_by = e.signum
         report.finish()
+        if pub is not None:
+            pub.end_stream()  # watchers learn the end while snapshots are still served during --linger
         if pub is not None and args.linger > 0 and not stopped_by:
             time.sleep(args.linger)
     finally:
@@ -276,6 +280,10 @@ def run(args) -> int:
     if stopped_by:
         print(f"stopped by {signal.Signals(stopped_by).name} after {report.frames} frames; outputs closed",
               file=sys.stderr)
+    if args.final_graph:
+        from engine.graph.graph_json import graph_to_dict
+        Path(args.final_graph).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.final_graph).write_text(json.dumps(graph_to_dict(engine.snapshot()), sort_keys=True))
     print(describe(engine.snapshot()))
     print(report.summary(engine))
     if detector is not None and detector.unknown_counts:

@@ -23,8 +23,10 @@ wire version.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 
 from engine.config import SubscriberConfig
 from engine.transport.events import GraphEvent
@@ -96,6 +98,8 @@ def add_parser(parser: argparse.ArgumentParser):
     parser.add_argument("--entity-updates", action="store_true", help="also print entity box/score updates")
     parser.add_argument("--curve-server-key", default="", metavar="FILE", help="server public key certificate")
     parser.add_argument("--curve-client-key", default="", metavar="FILE", help="client .key_secret certificate")
+    parser.add_argument("--final-graph", default="", metavar="FILE", help="write the graph held at exit here "
+                        "(JSON, engine.graph.graph_json), e.g. to compare it with the engine's")
     return run
 
 
@@ -117,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         print(status_line(sub), flush=True)
+        if args.final_graph:
+            from engine.graph.graph_json import graph_to_dict
+            Path(args.final_graph).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.final_graph).write_text(json.dumps(graph_to_dict(sub.graph), sort_keys=True))
         sub.close()
     if failure:
         print(f"vsgg watch: {failure}", file=sys.stderr)
