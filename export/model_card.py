@@ -96,12 +96,115 @@ def write_model_card(path: str | Path, meta: CheckpointMeta, info: ModelInfo, fi
     lines += ["", f"Export parity: torch vs ONNX Runtime step outputs max abs diff "
               f"{figures['step_parity_max_abs_diff']:.1e} (0..300 pairs, state carried 4 steps); the VidOR eval "
               f"report from torch and from ONNX differ by at most {v['torch_vs_onnx_report_max_abs_diff']:.1e}.", "",
+              "Scoring: " + figures.get("scoring", "ground truth scored as annotated") + ". Until the fix of",
+              "2026-12-06, `vsgg eval` merged touching same-triplet ground-truth instances; on this model's",
+              "synthetic held-out set the figures are identical either way (the generator writes maximal runs).", "",
               "## Limits", "",
               "- Trained on a simulated world: its motion, occlusion and labelling rules are simpler than real video;",
               "  expect much lower figures on real data (the VidOR row above).",
               "- Geometry and motion only, no appearance: predicates that need pixels (e.g. holding, watching) are",
               "  out of reach.",
               "- Categories come from the tracker's labels; a detector with other class names needs a class map.", ""]
+    p = Path(path)
+    p.write_text("\n".join(lines))
+    return p
+
+
+MEVA_ATTRIBUTION = ("Trained on annotations from **MEVA** (Multiview Extended Video with Activities), Kitware Inc. and "
+                    "IARPA (DIVA program), licensed under CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/). "
+                    "Only the annotations (box tracks and activities) were used; no video frames.")
+
+# What boxes alone cannot tell apart, and why (checked against the per-predicate recall on the val and test dates).
+MEVA_LIMITS = (
+    "- **Open vs close** (vehicle door, trunk): the same person standing at the same place by the same car; the",
+    "  door's state is in the pixels, not in the boxes. Expect the two to be confused with each other.",
+    "- **Picks up vs puts down** an object: both are a person bending over a small box that is then near the hand;",
+    "  only the order of 'object on the ground' and 'object moving with the person' separates them, and the",
+    "  annotated object track usually covers just the activity.",
+    "- **Enters vs exits** a vehicle: the person track starts (exits) or ends (enters) at the vehicle; a causal",
+    "  model sees a track's start at once but its end only after the fact, so 'enters' is scored late.",
+    "- **Transfers object**, **hand interacts with person**, **embraces**: short contacts between two people that",
+    "  look like talking at box level; talks_to (100x more frequent) dominates their pairs.",
+    "- Categories come from the tracker: with the shipped COCO detector, `coco_to_meva` maps car/bus/truck/",
+    "  motorcycle to vehicle, backpack/handbag/suitcase to bag and hand-held props to other.",
+)
+
+
+def write_meva_model_card(path: str | Path, meta: CheckpointMeta, info: ModelInfo, figures: dict) -> Path:
+    """Write the card of a model trained on MEVA; ``figures`` is release.json's content (meva_test, meva_val)."""
+    cfg = meta.config
+    m, o, d = cfg["model"], cfg["optim"], cfg["train_data"]
+    hist = meta.history or []
+    train_s = hist[-1]["time_s"] if hist else None
+    t, v = figures["meva_test"], figures["meva_val"]
+    lines = [
+        "# vsgg MEVA relation model (real relations)",
+        "",
+        MEVA_ATTRIBUTION,
+        "",
+        "The streaming relation model of the default model (pair tokens from geometry/motion features and MiniLM",
+        "category embeddings, spatial self-attention, a causal temporal decoder, TR²'s message token, a multi-label",
+        "predicate head), trained on MEVA's real person/vehicle/object activities between tracked boxes. Per ordered",
+        "pair of tracked entities and per frame it says which of MEVA's 19 multi-actor activities holds, from the",
+        "present and the past only.",
+        "",
+        "## Files",
+        "",
+        "| file | what |",
+        "|---|---|",
+        f"| `relation.onnx` + `relation.json` | `forward_step`, 0..{info.max_pairs} pairs per call, and its side-car |",
+        "| `checkpoint/` | the torch checkpoint and `prior.npy`, the training dates' frequency prior (eval baseline) |",
+        "| `release.json` | every figure on this card |",
+        "| `loss.png`, `predicate_recall.png` | training curves, last per-predicate val recall (frame level) |",
+        "| `meva_test_recall.png`, `meva_val_recall.png` | per-predicate recall@50 of the model and both baselines |",
+        "",
+        "## Training",
+        "",
+        f"- Data: MEVA KPF annotations from `{d.get('paths')}`, split by recording date (clips of one day share",
+        f"  scenes and people): train split '{d.get('split')}' (dates other than val/test, "
+        "`offline_train.data.meva.DEFAULT_SPLITS`), checkpoint chosen on the val date, figures below on the test",
+        f"  dates, which neither training nor selection saw. The model runs at {d.get('meva_fps')} fps (every "
+        f"{int(round(30 / d.get('meva_fps', 10)))}th annotated frame); predictions are written at the annotation's",
+        "  30 fps frame indices.",
+        f"- Pairs as the engine builds them: every ordered pair of co-present tracks; training crops of "
+        f"{o['clip_len']} frames keep the {o['max_pairs'] or 'all'} nearest pairs; pairs without an activity are the",
+        "  negatives. Person-person activities (talks to, embraces, transfers, hand interacts) count in both",
+        "  directions. Class balance: per-predicate positive weights (median count / count)^"
+        f"{o['balance']}.",
+        f"- Model: d_model {m['d_model']}, {m['n_heads']} heads, window L = {m['window']}; optimiser AdamW lr "
+        f"{o['lr']}, {o['epochs']} epochs of {o['crops_per_video']} crops per clip, {o['videos_per_step']} crops "
+        "per step" + (f"; started from `{cfg['run'].get('init_from')}`" if cfg["run"].get("init_from") else
+                      "; from scratch") + ".",
+        f"- Selected checkpoint: epoch {meta.epoch}." + (f" Training took {train_s / 60:.1f} min on the project's "
+                                                         "2-core CPU machine (shared)." if train_s else ""),
+        "",
+        "## Measured figures (real annotations, dates the model never saw)",
+        "",
+        f"`vsgg eval --meva` (PredCls: annotated tracks in, run causally; merge threshold "
+        f"{t['merge']['threshold']}, chosen on the val date). Test dates: {t['n_videos']} clips with relations, "
+        f"{t['n_gt']} ground-truth instances:",
+        "",
+    ]
+    lines += _table([("this model", t["model"])] + [(f"baseline: {k.replace('_', ' ')}", x)
+                                                    for k, x in t["baselines"].items()])
+    if figures.get("compare"):
+        lines += ["", "Other training runs, same test dates and evaluation:", ""]
+        lines += _table([(f"{k} ({c['train_minutes']} min)" if c.get("train_minutes") else k, c["model"])
+                         for k, c in figures["compare"].items()])
+    lines += ["", f"Val date ({v['n_videos']} clips, {v['n_gt']} instances), for reference:", ""]
+    lines += _table([("this model", v["model"])] + [(f"baseline: {k.replace('_', ' ')}", x)
+                                                    for k, x in v["baselines"].items()])
+    rec, gt = t["per_predicate_recall@50"], t["gt_predicates"]
+    prior = t["baseline_per_predicate_recall@50"].get("frequency_prior", {})
+    lines += ["", "Per-predicate recall@50 on the test dates (ground-truth instances; frequency prior):", "",
+              "| predicate | GT | model | prior |", "|---|---:|---:|---:|"]
+    lines += [f"| {p} | {gt[p]} | {rec.get(p, 0.0):.3f} | {prior.get(p, 0.0):.3f} |"
+              for p in sorted(gt, key=lambda k: -gt[k])]
+    lines += ["", f"Export parity: torch vs ONNX Runtime step outputs max abs diff "
+              f"{figures['step_parity_max_abs_diff']:.1e}; eval report on 8 test clips from torch and from ONNX "
+              f"differ by at most {figures['torch_vs_onnx_report_max_abs_diff']:.1e}. {figures['scoring']}.", "",
+              "## What boxes alone cannot tell apart", "", *MEVA_LIMITS, "",
+              "Reproduce: `make meva-model` (trains the `meva` preset, then `vsgg release --meva`).", ""]
     p = Path(path)
     p.write_text("\n".join(lines))
     return p

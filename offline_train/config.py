@@ -86,7 +86,7 @@ PRESETS: dict[str, dict] = {
         # working directory: ../shared/data/meva beside a checkout, or pass train_data.paths=[...].
         "train_data": {"kind": "meva", "paths": ["../shared/data/meva"], "split": "train", "meva_fps": 10.0},
         "val_data": {"kind": "meva", "paths": ["../shared/data/meva"], "split": "val", "meva_fps": 10.0},
-        "optim": {"epochs": 12, "clip_len": 64, "videos_per_step": 8, "crops_per_video": 2, "max_pairs": 48,
+        "optim": {"epochs": 16, "clip_len": 64, "videos_per_step": 8, "crops_per_video": 3, "max_pairs": 48,
                   "warmup_steps": 50},
         "run": {"out_dir": "runs/meva", "threads": 1, "val_window": 256},
     },

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -25,6 +26,9 @@ def add_parser(parser: argparse.ArgumentParser):
                         help="--meva: model frame rate (must divide 30); default: the model's training rate")
     parser.add_argument("--workers", type=int, default=1, help="--meva: clips are scored in this many processes")
     parser.add_argument("--max-clips", type=int, default=0, help="--meva: score at most this many clips (0 = all)")
+    parser.add_argument("--sweep", nargs="+", type=float, default=None, metavar="THRESHOLD",
+                        help="--meva: figures at each merge threshold from one scoring pass, written to --report "
+                             "(choose the threshold on the val date, never on test)")
     parser.add_argument("--out", required=True, type=Path, help="predictions JSON (official VidVRD format)")
     parser.add_argument("--report", required=True, type=Path, help="report JSON")
     parser.add_argument("--predicate-map", default="", help="YAML/JSON {dataset predicate: model predicate}")
@@ -40,6 +44,19 @@ def run(args) -> int:
     t0 = time.time()
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.meva and args.sweep:
+        from offline_train.eval_meva import sweep_meva
+        table = sweep_meva(args.model, args.meva, args.sweep, split=args.split, dates=args.dates,
+                           workers=args.workers, fps=args.fps, max_clips=args.max_clips)
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(json.dumps({str(k): v for k, v in table.items()}, indent=1))
+        print(f"{'threshold':>9s} {'method':18s}   mAP   R@50  R@100   P@1   P@5  mR@50")
+        for t, rows in table.items():
+            for k, f in rows.items():
+                print(f"{t:9.3f} {k:18s} {f['mAP']:.3f}  {f['R@50']:.3f}  {f['R@100']:.3f}  {f['P@1']:.3f}  "
+                      f"{f['P@5']:.3f}  {f['mR@50']:.3f}")
+        print(f"sweep: {args.report} ({time.time() - t0:.0f} s)")
+        return 0
     if args.meva:
         from offline_train.eval_meva import run_eval_meva
         report = run_eval_meva(args.model, args.meva, args.out, args.report, split=args.split, dates=args.dates,

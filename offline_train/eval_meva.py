@@ -38,25 +38,25 @@ def model_fps(m, default: float = 10.0) -> float:
     return float(data.get("meva_fps", default)) if data.get("kind") == "meva" else default
 
 
-def _init_worker(model_path, merge: MergeConfig, stride: int, baselines: bool, threads: int) -> None:
+def _init_worker(model_path, merges: list, stride: int, baselines: bool, threads: int) -> None:
     import os
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     m = load_stepper(model_path)
-    _worker.update(m=m, merge=merge, stride=stride, baselines=baselines)
+    _worker.update(m=m, merges=merges, stride=stride, baselines=baselines)
 
 
 def _predict(ann30) -> tuple[str, dict]:
-    """Predictions of every method for one clip (annotation at 30 fps)."""
-    m, merge, stride = _worker["m"], _worker["merge"], _worker["stride"]
+    """Predictions of every method for one clip (annotation at 30 fps): {method: [relations per merge config]};
+    the scores are computed once and merged with each config."""
+    m, merges, stride = _worker["m"], _worker["merges"], _worker["stride"]
     preds = Vocabulary("predicates", tuple(m.predicates.names))
     clip = make_sparse_clip(subsample(ann30, stride), m.objects, _targets(m, ann30), m.lag)
-    out = {"model": merge_sparse(score_sparse(m.step, m.init_state, clip, len(preds)), clip, ann30, preds, merge,
-                                 stride)}
+    scores = {"model": score_sparse(m.step, m.init_state, clip, len(preds))}
     if _worker["baselines"] and m.prior is not None:
-        out["frequency_prior"] = merge_sparse(prior_scores(m.prior, clip), clip, ann30, preds, merge, stride)
-        out["prior_x_proximity"] = merge_sparse(prior_scores(m.prior, clip, with_proximity=True), clip, ann30, preds,
-                                                merge, stride)
-    return ann30.video_id, out
+        scores["frequency_prior"] = prior_scores(m.prior, clip)
+        scores["prior_x_proximity"] = prior_scores(m.prior, clip, with_proximity=True)
+    return ann30.video_id, {k: [merge_sparse(s, clip, ann30, preds, mc, stride) for mc in merges]
+                            for k, s in scores.items()}
 
 
 def _targets(m, ann) -> Vocabulary:
@@ -66,47 +66,37 @@ def _targets(m, ann) -> Vocabulary:
     return Vocabulary("predicates", tuple(m.predicates.names) + extra)
 
 
-def predict_all(model_path, anns30: list, stride: int, merge: MergeConfig, *, workers: int = 1,
-                baselines: bool = True, progress: bool = True) -> dict[str, dict]:
-    """{method: {video_id: [VideoRelation]}} over ``anns30``, in ``workers`` processes (1 = this process)."""
-    results: dict[str, dict] = {k: {} for k in METHODS}
+def predict_all(model_path, anns30: list, stride: int, merges: list, *, workers: int = 1,
+                baselines: bool = True, progress: bool = True) -> list[dict[str, dict]]:
+    """Per merge config, {method: {video_id: [VideoRelation]}} over ``anns30``, in ``workers`` processes (1 = this
+    process)."""
+    results = [{k: {} for k in METHODS} for _ in merges]
     bar = tqdm(total=len(anns30), desc="eval meva", unit="clip", disable=not progress, leave=False)
     if workers <= 1:
-        _init_worker(model_path, merge, stride, baselines, 1)
+        _init_worker(model_path, merges, stride, baselines, 1)
         it = map(_predict, anns30)
         pool = None
     else:
         # spawn, not fork: ONNX Runtime and OpenMP thread pools do not survive a fork
-        pool = mp.get_context("spawn").Pool(workers, _init_worker, (model_path, merge, stride, baselines, 1))
+        pool = mp.get_context("spawn").Pool(workers, _init_worker, (model_path, merges, stride, baselines, 1))
         it = pool.imap_unordered(_predict, anns30, chunksize=1)
     try:
         for vid, out in it:
-            for k, v in out.items():
-                results[k][vid] = v
+            for k, per_merge in out.items():
+                for res, v in zip(results, per_merge):
+                    res[k][vid] = v
             bar.update(1)
     finally:
         bar.close()
         if pool is not None:
             pool.close()
             pool.join()
-    return {k: v for k, v in results.items() if v}
+    return [{k: v for k, v in res.items() if v} for res in results]
 
 
-def run_eval_meva(model_path, meva_paths, out, report_path, *, split: str = "test", dates=(), workers: int = 1,
-                  fps: float | None = None, baselines: bool = True, threshold: float | None = None,
-                  cache_dir: str = "", max_clips: int = 0, progress: bool = True) -> dict:
-    """Evaluate on the MEVA clips of ``split`` (or ``dates``); writes predictions (VidVRD-helper JSON, 30 fps frame
-    indices), the report JSON and a per-predicate recall chart beside the report. Returns the report."""
+def _load(meva_paths, split, dates, cache_dir, max_clips, m, progress):
     from offline_train.data.meva import load_meva
     from offline_train.data.meva_cache import DEFAULT_CACHE_DIR
-    from offline_train.plots import plot_recall_comparison
-
-    t0 = time.time()
-    m = load_stepper(model_path)
-    fps = fps or model_fps(m)
-    stride = int(round(30 / fps))
-    if stride < 1 or abs(30 / stride - fps) > 1e-6:
-        raise ValueError(f"--fps must divide 30 (30, 15, 10, 6, 5, ...), got {fps}")
     clips = load_meva(list(meva_paths), fps=30, dates=tuple(dates), split="" if dates else split,
                       cache_dir=cache_dir or DEFAULT_CACHE_DIR, progress=progress)
     anns = [c.annotation for c in clips]
@@ -120,8 +110,50 @@ def run_eval_meva(model_path, meva_paths, out, report_path, *, split: str = "tes
     if unknown:
         raise ValueError(f"object categories {unknown} are not in the model's vocabulary {list(m.objects.names)}: "
                          "is this a MEVA model?")
+    return anns
+
+
+def _stride(m, fps):
+    fps = fps or model_fps(m)
+    stride = int(round(30 / fps))
+    if stride < 1 or abs(30 / stride - fps) > 1e-6:
+        raise ValueError(f"--fps must divide 30 (30, 15, 10, 6, 5, ...), got {fps}")
+    return fps, stride
+
+
+def sweep_meva(model_path, meva_paths, thresholds, *, split: str = "val", dates=(), workers: int = 1,
+               fps: float | None = None, cache_dir: str = "", max_clips: int = 0, progress: bool = True) -> dict:
+    """Relation detection and tagging figures of the model and both baselines at each merge threshold, from one
+    scoring pass: {threshold: {method: {mAP, R@50, R@100, P@1, P@5, P@10, mR@50}}}. For choosing the threshold on a
+    validation date (never on the test dates)."""
+    m = load_stepper(model_path)
+    fps, stride = _stride(m, fps)
+    anns = _load(meva_paths, split, dates, cache_dir, max_clips, m, progress)
+    merges = [MergeConfig(threshold=float(t)) for t in thresholds]
+    per = predict_all(model_path, anns, stride, merges, workers=workers, progress=progress)
+    out = {}
+    for t, preds in zip(thresholds, per):
+        out[float(t)] = {}
+        for k, p in preds.items():
+            r = evaluate_videos(anns, lambda a, p=p: p[a.video_id])[0]
+            out[float(t)][k] = {**r["relation_detection"], **r["relation_tagging"], "mR@50": r["mean_recall@50"]}
+    return out
+
+
+def run_eval_meva(model_path, meva_paths, out, report_path, *, split: str = "test", dates=(), workers: int = 1,
+                  fps: float | None = None, baselines: bool = True, threshold: float | None = None,
+                  cache_dir: str = "", max_clips: int = 0, progress: bool = True) -> dict:
+    """Evaluate on the MEVA clips of ``split`` (or ``dates``); writes predictions (VidVRD-helper JSON, 30 fps frame
+    indices), the report JSON and a per-predicate recall chart beside the report. Returns the report."""
+    from offline_train.plots import plot_recall_comparison
+
+    t0 = time.time()
+    m = load_stepper(model_path)
+    fps, stride = _stride(m, fps)
+    anns = _load(meva_paths, split, dates, cache_dir, max_clips, m, progress)
     merge = MergeConfig() if threshold is None else MergeConfig(threshold=threshold)
-    preds = predict_all(model_path, anns, stride, merge, workers=workers, baselines=baselines, progress=progress)
+    preds = predict_all(model_path, anns, stride, [merge], workers=workers, baselines=baselines,
+                        progress=progress)[0]
     report, _ = evaluate_videos(anns, lambda a: preds["model"][a.video_id])
     full = {"model_path": m.name, "dataset": "meva", "split": split if not dates else "", "dates": list(dates),
             "model_fps": fps, "n_videos": report["n_videos"], "n_gt": report["n_gt"], "model": report,

@@ -91,3 +91,15 @@ def test_no_clip_for_the_dates_is_a_clear_error(tmp_path, meva_model):
     with pytest.raises(ValueError, match="no MEVA clips"):
         run_eval_meva(meva_model / "best", [MEVA], tmp_path / "p.json", tmp_path / "r.json", dates=("2019-01-01",),
                       cache_dir=str(meva_model / "cache"), progress=False)
+
+
+def test_threshold_sweep_matches_single_threshold_reports(reports, meva_model):
+    from offline_train.eval_meva import sweep_meva
+    _, one, _, cache = reports
+    table = sweep_meva(meva_model / "best", [MEVA], [0.05, 0.5], dates=DATES, cache_dir=cache, progress=False)
+    assert set(table) == {0.05, 0.5}
+    got = table[0.05]["model"]
+    assert got["mAP"] == one["model"]["relation_detection"]["mAP"]
+    assert got["R@50"] == one["model"]["relation_detection"]["R@50"]
+    assert got["P@5"] == one["model"]["relation_tagging"]["P@5"]
+    assert table[0.05]["frequency_prior"]["mAP"] == one["baselines"]["frequency_prior"]["relation_detection"]["mAP"]
