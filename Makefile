@@ -1,38 +1,61 @@
 # vsgg: `make demo` and `make test` each do all set-up on a fresh machine.
-PY      ?= python3
-VENV    := .venv
-BIN     := $(VENV)/bin
-STAMP   := $(VENV)/.installed
+# `make demo` installs the engine alone (requirements-base.txt: no torch); `make test` installs everything
+# (requirements.txt: training, export, tests) and the ROS 2 wheels + vsgg_msgs (`make ros`).
+PY         ?= python3
+VENV       := .venv
+BIN        := $(VENV)/bin
+BASE_STAMP := $(VENV)/.installed-base
+STAMP      := $(VENV)/.installed
+# DDS must never leave this machine (Fast DDS multicasts on every interface by default; Kilted ignores
+# ROS_LOCALHOST_ONLY): every process that may create an rclpy context runs with these; tests/ros/conftest.py
+# also picks a free ROS_DOMAIN_ID per run and refuses to start without them.
+DDS_ENV    := ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST FASTDDS_DEFAULT_PROFILES_FILE=$(CURDIR)/nodes/vsgg_nodes/config/fastdds_localhost.xml
 
-.PHONY: demo test install bench default-model clean ros
+.PHONY: demo test install install-base bench default-model meva-model clean ros
+
+$(BASE_STAMP): requirements-base.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-base.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	touch $(BASE_STAMP)
 
 # torch first, from the local CPU wheel: an unpinned resolve would pull GBs of CUDA packages.
-$(STAMP): requirements.txt pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+$(STAMP): $(BASE_STAMP) requirements.txt
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
-	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
+
+install-base: $(BASE_STAMP)
 
 install: $(STAMP)
 
-demo: $(STAMP)
+demo: $(BASE_STAMP)
 	$(BIN)/vsgg demo
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q
+test: $(STAMP) $(VENV)/.ros-installed
+	$(DDS_ENV) $(BIN)/python -m pytest -q
 
 # Every benchmark, figures printed and written to out/bench_*.json (numbers, not pass/fail: the machine is shared).
-bench: $(STAMP)
+bench: $(STAMP) $(VENV)/.ros-installed
 	$(BIN)/vsgg bench tracker --json out/bench_tracker.json
 	$(BIN)/vsgg bench model --json out/bench_model.json
 	$(BIN)/vsgg bench engine --json out/bench_engine.json
 	$(BIN)/vsgg bench detector --json out/bench_detector.json
+	$(DDS_ENV) $(BIN)/vsgg bench ros --json out/bench_ros.json
 
 # Retrain the shipped default relation model (about 25 min on 2 cores), then export, evaluate and write its card.
 default-model: $(STAMP)
 	$(BIN)/vsgg train --preset default --no-resume
 	$(BIN)/vsgg release --checkpoint runs/default/best --out engine/models/default
+
+# Train the real-data MEVA model (needs ../shared/data/meva or MEVA=path), then release it with its test-date figures.
+MEVA ?= ../shared/data/meva
+MEVA_THRESHOLD ?= 0.05
+meva-model: $(STAMP)
+	$(BIN)/vsgg train --preset meva --no-resume train_data.paths=[$(MEVA)] val_data.paths=[$(MEVA)] \
+		run.out_dir=runs/meva
+	$(BIN)/vsgg release --checkpoint runs/meva/best --out engine/models/meva --meva $(MEVA) \
+		--threshold $(MEVA_THRESHOLD)
 
 # ROS 2 (Kilted wheels from the registry) in the same venv: pinned wheels, the *Export.cmake files repointed from the
 # wheel build host's include dirs to this venv's (ENVIRONMENT.md §9 gotcha), vsgg_msgs built with cmake into the venv
