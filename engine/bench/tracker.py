@@ -216,7 +216,7 @@ def add_parser(parser: argparse.ArgumentParser):
     parser.description = "Tracker step latency: numba Tracker vs the same algorithm in numpy + scipy."
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 50, 100], help="objects per frame")
     parser.add_argument("--frames", type=int, default=300, help="timed frames per size")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic scenes")
     return run
 
 

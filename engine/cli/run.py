@@ -57,6 +57,8 @@ def add_parser(parser: argparse.ArgumentParser):
     parser.add_argument("--image-size", default="", help="WxH of the source images when the source lacks it")
     parser.add_argument("--category-map", default="", help="vidvrd sources: YAML/JSON {category: model label}")
     parser.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0 = all)")
+    parser.add_argument("--max-frame-gap", type=int, default=None, help="mot: longest run of frames without any "
+                        "detection that is accepted (default 10000; a longer one is usually a typo in det.txt)")
     parser.add_argument("--realtime", action="store_true", help="pace file sources at their frame rate")
     parser.add_argument("--linger", type=float, default=0.0, help="keep serving snapshots this many seconds "
                         "after the stream ends")
@@ -67,21 +69,9 @@ def add_parser(parser: argparse.ArgumentParser):
 
 
 def _label_map(path: str) -> dict:
-    """{name: model label or None} from a YAML/JSON file (the vidvrd source's --category-map)."""
-    if not path:
-        return {}
-    import yaml
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"map file not found: {p}")
-    try:
-        text = p.read_text()
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (UnicodeDecodeError, ValueError, yaml.YAMLError) as e:
-        raise ValueError(f"{p}: not a readable YAML/JSON map ({e})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{p}: expected a mapping {{name: model label}}")
-    return {str(k): (None if v is None else str(v)) for k, v in data.items()}
+    """{name: model label or None} from a YAML/JSON file (the vidvrd source's --category-map); names checked."""
+    from engine.vocab import load_name_map
+    return load_name_map(path, "--category-map file") if path else {}
 
 
 def _check_args(args) -> None:
@@ -150,7 +140,8 @@ def build(args):
     else:
         objects = builtin("vidvrd_objects")
     wh = _image_size(args.image_size)
-    stream = open_stream(args.source, objects, fps=args.fps, image_wh=wh, category_map=_label_map(args.category_map))
+    stream = open_stream(args.source, objects, fps=args.fps, image_wh=wh, category_map=_label_map(args.category_map),
+                         **({} if args.max_frame_gap is None else {"max_frame_gap": args.max_frame_gap}))
     detector = None
     if stream.pixels:
         from engine.detect.detector import OnnxDetector

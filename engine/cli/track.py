@@ -31,6 +31,8 @@ def add_parser(parser: argparse.ArgumentParser):
     parser.add_argument("--score-transform", choices=SCORE_TRANSFORMS, default="none",
                         help="map detector confidences into [0, 1] (default: none, they must already be)")
     parser.add_argument("--gt", type=Path, default=None, metavar="GT_TXT", help="ground truth: print MOTA / IDF1")
+    parser.add_argument("--max-frame-gap", type=int, default=None, help="longest run of frames without any "
+                        "detection that is accepted (default 10000; a longer one is usually a typo in det.txt)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. tracker.max_age=30")
     return run
 
@@ -39,7 +41,8 @@ def run(args) -> int:
     cfg = load_engine_config(args.config, args.overrides)
     if cfg.numba_cache_dir:
         use_numba_cache_dir(cfg.numba_cache_dir)
-    source = MotDetections(args.mot, fps=args.fps, score_transform=args.score_transform)
+    source = MotDetections(args.mot, fps=args.fps, score_transform=args.score_transform,
+                           **({} if args.max_frame_gap is None else {"max_frame_gap": args.max_frame_gap}))
     tracker = Tracker(cfg.tracker)
     tracker.warmup()
 

@@ -73,6 +73,11 @@ class MappedDetector:
     def detect(self, image) -> Detections:
         """One image -> Detections with labels in ``vocabulary`` (unknown classes dropped unless keep_unknown)."""
         d = self.detector.detect(image)
+        b = d.boxes_xyxy
+        area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+        if (area <= 0).any():  # clipped to nothing at the image edge: no object to track or relate
+            ok = area > 0
+            d = Detections(b[ok], d.scores[ok], d.labels[ok], None if d.features is None else d.features[ok])
         labels = self._lut[d.labels]
         unknown = (labels >= self.num_known) | (labels < 0)
         if unknown.any():

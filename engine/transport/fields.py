@@ -65,13 +65,15 @@ def check_number(v: Any, what: str, lo: float = -math.inf, hi: float = math.inf)
 
 
 def check_name(v: Any, what: str, max_len: int = MAX_NAME_LEN, allow_empty: bool = False) -> str:
-    """A string of at most max_len chars without control characters."""
+    """A string of at most max_len chars without control characters: C0, DEL, and everything str.isprintable()
+    refuses (C1 controls such as \x9b, bidirectional overrides such as U+202E, zero-width and line separators),
+    so that names from a peer cannot drive a terminal or reorder a log line."""
     if not isinstance(v, str):
         raise WireError(f"{what}: expected a string, got {type(v).__name__}")
     if (not v and not allow_empty) or len(v) > max_len:
         raise WireError(f"{what}: length {len(v)} is outside [{0 if allow_empty else 1}, {max_len}]")
-    if CONTROL_RE.search(v):
-        raise WireError(f"{what}: contains control characters")
+    if CONTROL_RE.search(v) or not v.isprintable():
+        raise WireError(f"{what}: contains control or formatting characters")
     return v
 
 

@@ -335,3 +335,20 @@ def test_bench_detector_reports_real_model_figures(tmp_path):
         for t in (1, 2):
             assert 0 < fig[f"model_{t}t_median_ms"] <= fig[f"model_{t}t_p95_ms"]
     assert fig["decode_nms_median_ms"] > 0 and fig["numpy_ref_median_ms"] > 0
+
+
+def test_zero_area_detections_are_dropped_before_tracking():
+    """A box clipped to nothing at the image edge is no object: the mapped detector drops it."""
+    from engine.types import Detections
+    from engine.vocab import Vocabulary
+
+    class EdgeDetector:  # a detector whose second box was clipped to a line at the right edge
+        classes = Vocabulary("coco", ("person", "car"))
+
+        def detect(self, image):
+            return Detections(np.array([[10, 10, 50, 90], [639, 5, 639, 40]], np.float32),
+                              np.array([0.9, 0.8], np.float32), np.array([0, 1], np.int32))
+
+    md = MappedDetector(EdgeDetector(), Vocabulary("objects", ("person", "car")))
+    d = md.detect(np.zeros((480, 640, 3), np.uint8))
+    assert d.boxes_xyxy.tolist() == [[10, 10, 50, 90]] and d.labels.tolist() == [0]

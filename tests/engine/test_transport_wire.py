@@ -477,3 +477,12 @@ def test_watch_snapshot_endpoint_is_pub_port_plus_one():
     for bad in ("ipc:///tmp/x", "tcp://host", "tcp://host:65535"):
         with pytest.raises(ValueError, match="--snapshot"):
             snapshot_endpoint_for(bad)
+
+
+@pytest.mark.parametrize("name", ["per\x1bson", "per\x7fson", "per\x9bson", "per\u202eson", "per\u200bson",
+                                  "per\u2028son"])
+def test_names_with_control_or_formatting_characters_are_refused(name):
+    from engine.transport.fields import WireError, check_name
+    with pytest.raises(WireError, match="contains control or formatting characters"):
+        check_name(name, "label")
+    assert check_name("person on bike", "label") == "person on bike"
