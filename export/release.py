@@ -138,8 +138,9 @@ def run(args) -> int:
         figures["vidor_fixture"] = {"file": args.vidor.name, "n_gt": vidor["n_gt"], "model": _figures(vidor["model"]),
                                     "baselines": {k: _figures(v) for k, v in vidor.get("baselines", {}).items()},
                                     "torch_vs_onnx_report_max_abs_diff": diff}
-        print(f"[3/3] VidOR fixture ({vidor['n_gt']} GT instances): {figures['vidor_fixture']['model']}; torch vs "
-              f"ONNX report max abs diff {diff:.2e}")
+        f = figures["vidor_fixture"]["model"]
+        print(f"[3/3] VidOR fixture ({vidor['n_gt']} GT instances): " + "  ".join(f"{k} {v:.3f}" for k, v in f.items())
+              + f"; torch vs ONNX report max abs diff {diff:.2e}")
     figures["release_seconds"] = round(time.time() - t0, 1)
     (out / "release.json").write_text(json.dumps(figures, indent=1))
     from export.model_card import write_model_card
