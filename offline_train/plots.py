@@ -4,9 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 
-from matplotlib.ticker import MaxNLocator
-
-
 def _figure(w: float, h: float):
     # Figure + Agg canvas directly: no pyplot, so no global backend switch and no display needed.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -18,6 +15,7 @@ def _figure(w: float, h: float):
 
 def plot_losses(history: list[dict], path: str | Path) -> Path:
     """history: one dict per epoch with 'epoch', 'loss' and optionally 'val_loss', 'mean_recall@5'."""
+    from matplotlib.ticker import MaxNLocator
     fig = _figure(7, 4)
     ax = fig.add_subplot(1, 1, 1)
     ep = [h["epoch"] for h in history]
