@@ -200,6 +200,15 @@ def write_meva_model_card(path: str | Path, meta: CheckpointMeta, info: ModelInf
               "| predicate | GT | model | prior |", "|---|---:|---:|---:|"]
     lines += [f"| {p} | {gt[p]} | {rec.get(p, 0.0):.3f} | {prior.get(p, 0.0):.3f} |"
               for p in sorted(gt, key=lambda k: -gt[k])]
+    conf = t.get("confusion", {})
+    if conf:
+        lines += ["", "What the model ranks first on the pair and span of each test instance (box-level confusion; "
+                  "'none': no prediction localises the pair):", "",
+                  "| ground truth | instances | ranked first (share) |", "|---|---:|---|"]
+        for p in sorted(conf, key=lambda k: -sum(conf[k].values())):
+            n = sum(conf[p].values())
+            top = sorted(conf[p].items(), key=lambda kv: -kv[1])[:3]
+            lines.append(f"| {p} | {n} | " + ", ".join(f"{k} {v / n:.0%}" for k, v in top) + " |")
     lines += ["", f"Export parity: torch vs ONNX Runtime step outputs max abs diff "
               f"{figures['step_parity_max_abs_diff']:.1e}; eval report on 8 test clips from torch and from ONNX "
               f"differ by at most {figures['torch_vs_onnx_report_max_abs_diff']:.1e}. {figures['scoring']}.", "",

@@ -162,6 +162,7 @@ def run_eval_meva(model_path, meva_paths, out, report_path, *, split: str = "tes
     if baselines:
         full["baselines"] = {k: evaluate_videos(anns, lambda a, k=k: preds[k][a.video_id])[0]
                              for k in METHODS[1:] if k in preds}
+    full["confusion"] = predicate_confusion(anns, preds["model"])
     full["wall_s"] = round(time.time() - t0, 1)
     write_outputs(preds["model"], full, out, report_path)
     chart = Path(report_path).with_suffix(".png")
@@ -172,3 +173,30 @@ def run_eval_meva(model_path, meva_paths, out, report_path, *, split: str = "tes
     full["chart"] = str(chart)
     Path(report_path).write_text(json.dumps(full, indent=1, sort_keys=True))
     return full
+
+
+def predicate_confusion(anns30: list, preds: dict) -> dict[str, dict[str, int]]:
+    """Which predicate a method ranks first on the very pair and span of each ground-truth instance: for every GT
+    instance, the highest-scored prediction whose subject and object trajectories both reach vIoU >= 0.5 with it
+    (any predicate) gives the column; 'none' when no prediction localises the pair. {gt predicate: {predicted:
+    count}}. It shows which predicates a box-only model cannot tell apart (open vs close door, ...)."""
+    from collections import Counter
+
+    from offline_train.metrics import video_relations_from_annotation
+    from offline_train.metrics.vidvrd import viou_xyxy
+
+    out: dict[str, Counter] = {}
+    for ann in anns30:
+        ranked = sorted(preds.get(ann.video_id, []), key=lambda r: -r.score)
+        for g in video_relations_from_annotation(ann):
+            best = "none"
+            for p in ranked:
+                if (p.triplet[0], p.triplet[2]) != (g.triplet[0], g.triplet[2]) or \
+                        p.end_fid <= g.begin_fid or p.begin_fid >= g.end_fid:
+                    continue
+                if min(viou_xyxy(g.sub_traj, g.begin_fid, p.sub_traj, p.begin_fid),
+                       viou_xyxy(g.obj_traj, g.begin_fid, p.obj_traj, p.begin_fid)) >= 0.5:
+                    best = p.triplet[1]
+                    break
+            out.setdefault(g.triplet[1], Counter())[best] += 1
+    return {k: dict(v.most_common()) for k, v in sorted(out.items())}

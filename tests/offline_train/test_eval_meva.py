@@ -103,3 +103,25 @@ def test_threshold_sweep_matches_single_threshold_reports(reports, meva_model):
     assert got["R@50"] == one["model"]["relation_detection"]["R@50"]
     assert got["P@5"] == one["model"]["relation_tagging"]["P@5"]
     assert table[0.05]["frequency_prior"]["mAP"] == one["baselines"]["frequency_prior"]["relation_detection"]["mAP"]
+
+
+def test_predicate_confusion_counts_each_gt_instance_once(reports, meva_model):
+    _, one, _, _ = reports
+    conf = one["confusion"]
+    gt = one["model"]["gt_predicates"]
+    assert {k: sum(v.values()) for k, v in conf.items()} == gt
+
+
+def test_confusion_names_the_predicate_ranked_first_on_the_gt_pair():
+    from engine.io.vidvrd import RelationInstance, VideoAnnotation
+    from offline_train.eval_meva import predicate_confusion
+    from offline_train.metrics import VideoRelation
+    boxes = np.tile(np.array([[[0, 0, 10, 10], [20, 0, 30, 10], [200, 0, 210, 10]]], np.float32), (30, 1, 1))
+    ann = VideoAnnotation("v", 30.0, 640, 480, np.array([1, 2, 3]), ("person", "vehicle", "vehicle"), boxes,
+                          (RelationInstance(1, "person_opens_vehicle_door", 2, 0, 30),))
+    t = lambda k: boxes[:, k].astype(np.float64)  # noqa: E731
+    preds = {"v": [VideoRelation(("person", "person_closes_vehicle_door", "vehicle"), 0, 30, t(0), t(1), 0.9),
+                   VideoRelation(("person", "person_opens_vehicle_door", "vehicle"), 0, 30, t(0), t(1), 0.5),
+                   VideoRelation(("person", "person_enters_vehicle", "vehicle"), 0, 30, t(0), t(2), 0.99)]}
+    assert predicate_confusion([ann], preds) == {"person_opens_vehicle_door": {"person_closes_vehicle_door": 1}}
+    assert predicate_confusion([ann], {"v": []}) == {"person_opens_vehicle_door": {"none": 1}}
