@@ -189,7 +189,8 @@ def write_meva_model_card(path: str | Path, meta: CheckpointMeta, info: ModelInf
                                                     for k, x in t["baselines"].items()])
     if figures.get("compare"):
         lines += ["", "Other training runs, same test dates and evaluation:", ""]
-        lines += _table([(f"{k} ({c['train_minutes']} min)" if c.get("train_minutes") else k, c["model"])
+        lines += _table([(f"{k} (epoch {c.get('epoch')}" + (f", {c['train_minutes']} min)" if c.get("train_minutes")
+                                                             else ")"), c["model"])
                          for k, c in figures["compare"].items()])
     lines += ["", f"Val date ({v['n_videos']} clips, {v['n_gt']} instances), for reference:", ""]
     lines += _table([("this model", v["model"])] + [(f"baseline: {k.replace('_', ' ')}", x)

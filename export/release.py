@@ -191,9 +191,10 @@ def _release_meva(args, src: Path, out: Path, info, meta, figures: dict, t0: flo
             if not path:
                 raise ValueError(f"--compare: expected NAME=CHECKPOINT, got {item!r}")
             rep = run_eval_meva(path, meva, tmp / f"{name}.json", tmp / f"{name}_report.json", split="test", **kw)
-            hist = json.loads((Path(path).parent / "history.json").read_text()) \
-                if (Path(path).parent / "history.json").is_file() else []
-            figures["compare"][name] = {"checkpoint": path, "model": _figures(rep["model"]),
+            other = read_meta(path)
+            hist = other.history or []
+            figures["compare"][name] = {"checkpoint": path, "model": _figures(rep["model"]), "epoch": other.epoch,
+                                        "init_from": other.config["run"].get("init_from", ""),
                                         "train_minutes": round(hist[-1]["time_s"] / 60, 1) if hist else None}
         print(f"[4/4] torch vs ONNX eval parity on 8 test clips: max abs diff "
               f"{figures['torch_vs_onnx_report_max_abs_diff']:.2e}")
