@@ -38,8 +38,9 @@ class Reservoir:
 class RunReport:
     """Counts and latency figures of a run in constant memory; a live status line on ``stream`` when ``live``."""
 
-    def __init__(self, live: bool = True, every_s: float = 0.5, stream=sys.stderr):
-        self.live, self.every_s, self.stream = live, every_s, stream
+    def __init__(self, live: bool = True, every_s: float = 0.5, stream=None):
+        # sys.stderr looked up now, not at import: a redirected stderr (tests, embedding apps) gets the line
+        self.live, self.every_s, self.stream = live, every_s, stream if stream is not None else sys.stderr
         self.t0 = time.monotonic()
         self.last_print = 0.0
         self.frames = 0
