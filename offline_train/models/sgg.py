@@ -24,11 +24,13 @@ from offline_train.models.temporal import ShortTermMessage, TemporalDecoder
 
 class StreamingRelationModel(nn.Module):
     def __init__(self, tokenizer: PairTokenizer, spatial: SpatialEncoder, temporal: TemporalDecoder,
-                 message: ShortTermMessage, head: RelationHead):
+                 message: ShortTermMessage, head: RelationHead, guidance: nn.Module | None = None):
         super().__init__()
         self.tokenizer, self.spatial, self.temporal, self.message, self.head = tokenizer, spatial, temporal, message, head
+        if guidance is not None:  # registered only when given: the default model's state dict keeps its keys
+            self.guidance = guidance
         self.window = temporal.window
-        self.d_model = temporal.age.shape[1]
+        self.d_model = int(tokenizer.norm.normalized_shape[0])
 
     # ------------------------------------------------------------------------------------------ streaming
     def forward_step(self, feats, subj_label, obj_label, window, window_valid, prev_out):
@@ -40,12 +42,24 @@ class StreamingRelationModel(nn.Module):
         return self.head.scores(logits), new_window, new_valid, e_t
 
     def step_logits(self, feats, subj_label, obj_label, window, window_valid, prev_out):
+        h, new_window, new_valid, e_t = self.step_features(feats, subj_label, obj_label, window, window_valid, prev_out)
+        return self.head(h), new_window, new_valid, e_t
+
+    def step_features(self, feats, subj_label, obj_label, window, window_valid, prev_out):
+        """The predicate head's input h (P, D) of one frame, and the new state (window, window_valid, prev_out)."""
         s = self.spatial(self.tokenizer(feats, subj_label, obj_label)[None])[0]          # (P, d)
         full = torch.cat([window, s[:, None, :]], dim=1)                                   # (P, L, d)
         valid = torch.cat([window_valid, torch.ones_like(window_valid[:, :1])], dim=1)    # (P, L)
         e_t = self.temporal(full, valid)                                                    # (P, d)
-        logits = self.head(self.message(e_t, prev_out))
-        return logits, full[:, 1:], valid[:, 1:], e_t
+        return self.message(e_t, prev_out), full[:, 1:], valid[:, 1:], e_t
+
+    def step_uncertainty(self, feats, subj_label, obj_label, window, window_valid, prev_out):
+        """A head with an uncertainty output (FReMuRe's Bayesian head): its (P, C) per-predicate uncertainty at this
+        step, same inputs as forward_step. Other heads raise TypeError."""
+        if not hasattr(self.head, "uncertainty"):
+            raise TypeError(f"{type(self.head).__name__} has no uncertainty output (model.fremure.head='bayes' has)")
+        return self.head.uncertainty(self.step_features(feats, subj_label, obj_label, window, window_valid,
+                                                        prev_out)[0])
 
     def initial_state(self, num_pairs: int):
         d, w = self.d_model, self.window - 1
@@ -57,6 +71,30 @@ class StreamingRelationModel(nn.Module):
         """A clip of one video. feats (T, P, F), subj_label/obj_label (P,) int64, present (T, P) bool.
 
         Returns logits (T, P, C); rows where ``present`` is False are meaningless and must be masked by the caller."""
+        h = self.clip_relation_features(feats, subj_label, obj_label, present)
+        t_len, p, _ = h.shape
+        return self.head(h.reshape(t_len * p, -1)).reshape(t_len, p, -1)
+
+    def forward_train(self, feats, subj_label, obj_label, present, targets):
+        """forward_clip plus the switched-on components' training-only losses (each already weighted).
+
+        targets (T, P, C) bool. Returns (logits (T, P, C), {'loss_<name>': scalar tensor}); the dict is empty for
+        the default model. Pass the dict as ``relation_loss(..., aux=...)`` so it joins the total."""
+        h = self.clip_relation_features(feats, subj_label, obj_label, present)           # (T, P, D)
+        t_len, p, _ = h.shape
+        flat = h.reshape(t_len * p, -1)
+        logits = self.head(flat).reshape(t_len, p, -1)
+        aux = {}
+        if hasattr(self.head, "aux_losses"):
+            m = present.reshape(-1)
+            aux.update(self.head.aux_losses(flat[m], logits.reshape(t_len * p, -1)[m],
+                                            targets.reshape(t_len * p, -1)[m]))
+        if hasattr(self, "guidance"):
+            aux.update(self.guidance.aux_losses(h, subj_label, obj_label, targets, present))
+        return logits, aux
+
+    def clip_relation_features(self, feats, subj_label, obj_label, present):
+        """The predicate head's input for every (frame, pair) of a clip: (T, P, D), D = the head's d_in."""
         t_len, p, _ = feats.shape
         d, w = self.d_model, self.window
         tok = self.tokenizer(feats.reshape(t_len * p, -1), subj_label.repeat(t_len), obj_label.repeat(t_len))
@@ -81,4 +119,4 @@ class StreamingRelationModel(nn.Module):
         ce = ce.index_copy(0, flat.reshape(-1)[sel], e.reshape(-1, d)[sel])
         prev_idx = pair_ix * t_len + (rank - 1).clamp(min=0)
         prev = ce[prev_idx.reshape(-1)].reshape(t_len, p, d) * (rank >= 1)[..., None].float()
-        return self.head(self.message(e.reshape(-1, d), prev.reshape(-1, d))).reshape(t_len, p, -1)
+        return self.message(e.reshape(-1, d), prev.reshape(-1, d)).reshape(t_len, p, -1)
