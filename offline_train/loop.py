@@ -11,6 +11,7 @@ from tqdm import tqdm
 from offline_train.clips import VideoClip
 from offline_train.config import OptimConfig
 from offline_train.losses import relation_loss
+from offline_train.models.dll import set_training_progress
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class LossSpec:
 
     groups: tuple
     pos_weight: float | torch.Tensor = 1.0
+    focal_gamma: float = 0.0     # > 0: focal loss on sigmoid groups (ARN)
 
 
 def clip_tensors(c: VideoClip, device="cpu"):
@@ -55,6 +57,7 @@ def train_one_epoch(model, clips: list[VideoClip], optimizer, rng: np.random.Gen
     for b in bar:
         for g in optimizer.param_groups:
             g["lr"] = lr_at(step, total_steps, optim.lr, optim.warmup_steps)
+        set_training_progress(model, step, total_steps)  # DLL's head-to-tail schedules; a no-op otherwise
         optimizer.zero_grad(set_to_none=True)
         batch = [clips[i] for i in order[b:b + videos_per_step]]
         for j, c in enumerate(batch):
@@ -63,8 +66,9 @@ def train_one_epoch(model, clips: list[VideoClip], optimizer, rng: np.random.Gen
             if start is None or j % world != rank:
                 continue  # no frame of this video has two entities at once: nothing to learn from
             feats, sl, ol, present, targets = clip_tensors(c.crop(start, clip_len, optim.max_pairs))
-            losses = relation_loss(model.forward_clip(feats, sl, ol, present), targets, present, loss.groups,
-                                   loss.pos_weight)
+            logits, aux = model.forward_train(feats, sl, ol, present, targets)
+            losses = relation_loss(logits, targets, present, loss.groups, loss.pos_weight, aux=aux,
+                                   focal_gamma=loss.focal_gamma)
             (losses["loss"] / len(batch)).backward()
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
@@ -77,7 +81,7 @@ def train_one_epoch(model, clips: list[VideoClip], optimizer, rng: np.random.Gen
         if n:
             bar.set_postfix(loss=f"{sums['loss'] / n:.4f}")
     if world > 1:
-        sums, n = _sum_counts(sums, n, ["loss"] + [f"loss_{g[0]}" for g in loss.groups])
+        sums, n = _sum_counts(sums, n, sorted(set(sums) | {"loss"} | {f"loss_{g[0]}" for g in loss.groups}))
     if n == 0:
         raise ValueError(f"epoch {epoch}: none of the {len(clips)} training videos has a frame where two entities are "
                          "present together, so there is no pair to train on (check the dataset's boxes and splits)")

@@ -20,6 +20,7 @@ from offline_train.data.registry import dataset_vocabularies, load_dataset, pred
 from offline_train.embeddings import EMBED_DIM, embed_names
 from offline_train.loop import LossSpec, evaluate, train_one_epoch
 from offline_train.models import MODEL_VERSION, build_model
+from offline_train.models.training_data import attach_training_data
 from offline_train.sparse_clips import clip_prior, make_sparse_clip
 from offline_train.plots import plot_losses, plot_predicate_recall
 
@@ -86,6 +87,9 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
         copied = init_weights(model, cfg.run.init_from)
         if main:
             print(f"initialised {len(copied)} of {len(model.state_dict())} tensors from {cfg.run.init_from}")
+    attach_training_data(model, cfg.model, train_clips, objects.names, predicates.names)  # papers' components
+    if cfg.model.arn.enabled:
+        loss_spec = LossSpec(loss_spec.groups, loss_spec.pos_weight, cfg.model.arn.focal_gamma)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
 
     cfg_dict = to_dict(cfg)
@@ -94,7 +98,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> Path:
     start_epoch, step, best = 0, 0, -1.0
     if resume and (out / "last" / "checkpoint.json").is_file():
         old = read_meta(out / "last")
-        if _without_epochs(old.config) != _without_epochs(cfg_dict):
+        # the old config read back through today's dataclasses, so fields added since (with defaults) still match
+        if _without_epochs(to_dict(from_dict(TrainConfig, old.config))) != _without_epochs(cfg_dict):
             raise CheckpointError(f"{out / 'last'} was trained with another config (only optim.epochs may change "
                                   "on resume); use a new run.out_dir or resume=False")
         model.load_state_dict(load_weights(out / "last"))
