@@ -58,7 +58,7 @@ def merge_sparse(scores: np.ndarray, clip: SparseClip, ann: VideoAnnotation, pre
     order = np.argsort(clip.row_pair, kind="stable")          # rows grouped by pair, in frame order
     bounds = np.searchsorted(clip.row_pair[order], np.arange(clip.num_pairs + 1))
     hit_pairs = np.unique(clip.row_pair[above.any(1)])
-    out = []
+    found = []  # (score, pair, predicate, begin, end): trajectories are built for the kept ones only
     for p in hit_pairs.tolist():
         rows = order[bounds[p]:bounds[p + 1]]
         frames = clip.row_frame[rows]
@@ -69,10 +69,11 @@ def merge_sparse(scores: np.ndarray, clip: SparseClip, ann: VideoAnnotation, pre
                 b, e = int(frames[run[0]]), int(frames[run[-1]]) + 1
                 if e - b < cfg.min_frames:
                     continue
-                span = rows[(frames >= b) & (frames < e)]
-                out.append(_instance(ann, clip, p, predicates.names[c], b, e, float(scores[span, c].mean()), stride))
-    out.sort(key=lambda r: r.score, reverse=True)
-    return out[: cfg.max_predictions]
+                lo, hi = np.searchsorted(frames, [b, e])  # a pair's rows are in frame order
+                found.append((float(scores[rows[lo:hi], c].mean()), p, c, b, e))
+    found.sort(key=lambda f: f[0], reverse=True)  # stable: ties keep the order they were found in
+    return [_instance(ann, clip, p, predicates.names[c], b, e, s, stride)
+            for s, p, c, b, e in found[: cfg.max_predictions]]
 
 
 def _instance(ann: VideoAnnotation, clip: SparseClip, p: int, predicate: str, b: int, e: int, score: float,
