@@ -419,7 +419,7 @@ def load_yaml(path: str | Path | None) -> dict:
         raise ConfigError(f"config file not found: {p}")
     try:
         data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:  # binary or too deeply nested: say so
         raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
     if data is None:
         return {}

@@ -64,7 +64,7 @@ class Vocabulary:
         for i, n in enumerate(names):
             check_name(n, f"vocabulary '{self.name}' entry {i}")
         if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})
+            dup = sorted({a for a, b in zip(sorted(names), sorted(names)[1:]) if a == b})  # O(n log n)
             raise ValueError(f"vocabulary '{self.name}' has duplicate entries: {dup}")
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "_index", {n: i for i, n in enumerate(names)})

@@ -62,7 +62,7 @@ def load_class_map(name_or_path: str | Path) -> ClassMap:
             raise ValueError(f"class_map: unknown built-in map '{name_or_path}' (known: {builtin_class_maps()})")
     try:
         data = yaml.safe_load(p.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as e:
         raise ValueError(f"{p}: cannot read the class map: {e}") from e
     return parse_class_map(data, p)
 

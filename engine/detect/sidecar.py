@@ -137,7 +137,7 @@ def load_sidecar(path: str | Path) -> DetectorSidecar:
     p = Path(path)
     try:
         data = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ValueError(f"{p}: cannot read the detector side-car: {e}") from e
     _need(isinstance(data, dict), p, "expected a JSON object")
     _need(data.get("format") == SIDECAR_FORMAT, p,

@@ -147,7 +147,7 @@ def decode_array(d: dict, where: str) -> np.ndarray:
     try:
         raw = base64.b64decode(d["base64"], validate=True)
         shape = tuple(int(s) for s in d["shape"])
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise ModelFileError(f"{where}: malformed array ({e})") from e
     if hashlib.sha256(raw).hexdigest() != d.get("sha256") or len(raw) != 4 * int(np.prod(shape)):
         raise ModelFileError(f"{where}: array bytes do not match their recorded shape/sha256 (corrupt side-car)")
@@ -195,7 +195,7 @@ def _field(j: dict, key: str, typ, where: str):
 def _groups(raw, n_pred: int, where: str) -> tuple:
     try:
         groups = tuple((str(n), str(k), tuple(int(i) for i in idx)) for n, k, idx in raw)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:  # OverflowError: int(inf)
         raise ModelFileError(f"{where}: field 'groups' must be [[name, kind, [indices]], ...] ({e})") from e
     if sorted(i for _, _, idx in groups for i in idx) != list(range(n_pred)) or any(
             k not in ("sigmoid", "softmax") for _, k, _ in groups):
@@ -261,7 +261,7 @@ def read_model_info(path: str | Path | None, *, objects=None, predicates=None, c
                              "`vsgg export` and must travel with it")
     try:
         j = json.loads(sc.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, RecursionError) as e:
         raise ModelFileError(f"{sc}: corrupt or truncated side-car ({e})") from e
     info = parse_sidecar(j, p, str(sc))
     if check_hash:
