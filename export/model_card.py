@@ -163,8 +163,8 @@ def write_meva_model_card(path: str | Path, meta: CheckpointMeta, info: ModelInf
         f"- Data: MEVA KPF annotations from `{d.get('paths')}`, split by recording date (clips of one day share",
         f"  scenes and people): train split '{d.get('split')}' (dates other than val/test, "
         "`offline_train.data.meva.DEFAULT_SPLITS`), checkpoint chosen on the val date, figures below on the test",
-        f"  dates, which neither training nor selection saw. The model runs at {d.get('meva_fps')} fps (every "
-        f"{int(round(30 / d.get('meva_fps', 10)))}th annotated frame); predictions are written at the annotation's",
+        f"  dates, which neither training nor selection saw. The model runs at {d.get('meva_fps')} fps (one "
+        f"annotated frame in {int(round(30 / d.get('meva_fps', 10)))}); predictions are written at the annotation's",
         "  30 fps frame indices.",
         f"- Pairs as the engine builds them: every ordered pair of co-present tracks; training crops of "
         f"{o['clip_len']} frames keep the {o['max_pairs'] or 'all'} nearest pairs; pairs without an activity are the",

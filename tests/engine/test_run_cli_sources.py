@@ -25,10 +25,11 @@ def frame_count(path) -> int:
     return n
 
 
-def test_vidvrd_source_with_default_model_status_line_summary_and_overlay(tmp_path, capsys):
+def test_vidvrd_source_with_the_vidvrd_model_status_line_summary_and_overlay(tmp_path, capsys):
     overlay = tmp_path / "o.mp4"
     rc = main(["run", "--source", f"vidvrd:{VIDOR / '3598080384.json'}", "--category-map",
-               str(VIDOR / "category_map.yaml"), "--overlay", str(overlay), "--max-frames", "120"])
+               str(VIDOR / "category_map.yaml"), "--overlay", str(overlay), "--max-frames", "120",
+               "--model", str(Path(__file__).resolve().parents[2] / "engine" / "models" / "default")])
     out, err = capsys.readouterr()
     assert rc == 0
     assert STATUS.search(err), f"no live status line in stderr: {err[-500:]!r}"

@@ -43,12 +43,12 @@ SCENE_GRAPH_NODE = (
     ParamSpec("input", "image", "what the node subscribes to: 'image' (sensor_msgs/Image on image_raw, run through "
               "the engine's ONNX detector) or 'detections' (vision_msgs/Detection2DArray on detections)",
               choices=("image", "detections")),
-    ParamSpec("model", str(_ENGINE_MODELS / "default"), "relation model (.onnx or model folder); 'none' = tracking "
+    ParamSpec("model", str(_ENGINE_MODELS / "meva"), "relation model (.onnx or model folder); 'none' = tracking "
               "only"),
     ParamSpec("detector", str(_ENGINE_MODELS / "nanodet"), "ONNX detector (.onnx or folder with a side-car) for "
               "input 'image'"),
     ParamSpec("classes", "", "class names file of a detector without side-car, one per line"),
-    ParamSpec("class_map", "coco_to_vidvrd", "detector class -> model object label: a built-in map name "
+    ParamSpec("class_map", "coco_to_meva", "detector class -> model object label: a built-in map name "
               "(engine/detect/class_maps), a YAML file, or '' for equal names"),
     ParamSpec("config", "", "EngineConfig YAML file ('' = defaults); the filter.* parameters override it"),
     ParamSpec("frame_id", "", "camera frame written into the output headers ('' = the input's header.frame_id)"),
