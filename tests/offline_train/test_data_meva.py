@@ -22,7 +22,8 @@ from offline_train.data.meva_kpf import (_GEOM_FLOW, _GEOM_REPR, KpfActivity, Kp
 from offline_train.data.registry import dataset_vocabularies, load_dataset, load_dataset_config
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "meva"
-FULL = Path("/work/shared/data/meva")
+# the full annotations in ../shared beside the checkout (as CI lays it out); skipped where they are not
+FULL = Path(__file__).resolve().parents[3] / "shared" / "data" / "meva"
 A = "2018-03-11.11-55-00.12-00-00.bus.G506"      # Python-repr layout, negative boxes, 4-person talk
 C = "2018-03-11.16-30-01.16-35-01.school.G339"   # YAML-flow layout (kitware set), keyframe flag missing
 D = "2018-03-11.17-15-00.17-20-00.school.G639"   # the one camera with a taller frame; vehicle-first enters
