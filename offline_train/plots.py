@@ -15,6 +15,13 @@ def _figure(w: float, h: float):
 
 def plot_losses(history: list[dict], path: str | Path) -> Path:
     """history: one dict per epoch with 'epoch', 'loss' and optionally 'val_loss', 'mean_recall@5'."""
+    fig = loss_figure(history)
+    fig.savefig(str(path))
+    return Path(path)
+
+
+def loss_figure(history: list[dict]):
+    """The loss plot's Figure: whole-epoch ticks, one legend below the axes (it never covers a curve)."""
     from matplotlib.ticker import MaxNLocator
     fig = _figure(7, 4)
     ax = fig.add_subplot(1, 1, 1)
@@ -40,8 +47,7 @@ def plot_losses(history: list[dict], path: str | Path) -> Path:
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
     ax.set_title("training")
     fig.tight_layout(rect=(0, 0.08, 1, 1))
-    fig.savefig(str(path))
-    return Path(path)
+    return fig
 
 
 def plot_predicate_recall(recall: dict[str, float], path: str | Path, title: str = "per-predicate recall") -> Path:

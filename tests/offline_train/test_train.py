@@ -157,3 +157,24 @@ def test_weights_are_readable_by_others_as_any_file_this_process_writes(tiny_run
     os.umask(umask)
     for f in ("best/model.safetensors", "last/optimizer.safetensors"):
         assert (out / f).stat().st_mode & 0o777 == 0o666 & ~umask, f
+
+
+def test_loss_plot_has_whole_epoch_ticks_and_a_legend_outside_the_axes():
+    from offline_train.plots import loss_figure
+    hist = [{"epoch": e, "loss": 1.0 / e, "val_loss": 1.2 / e, "mean_recall@5": 0.1 * e} for e in range(1, 4)]
+    fig = loss_figure(hist)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert ax.get_legend() is None and len(fig.legends) == 1
+    legend_box = fig.legends[0].get_window_extent()
+    for a in fig.axes:
+        assert not legend_box.overlaps(a.get_window_extent())
+
+
+def test_tiny_preset_says_it_is_a_smoke_test(tmp_path, capsys):
+    from engine.cli.main import main
+    assert main(["train", "--preset", "tiny", f"run.out_dir={tmp_path}", "optim.epochs=1", "run.progress=false",
+                 "train_data.synthetic_videos=4", "val_data.synthetic_videos=2"]) == 0
+    assert "is a smoke test of the training pipeline" in capsys.readouterr().out
