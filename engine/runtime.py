@@ -8,13 +8,13 @@ track is dropped when the tracker removes it.
 from __future__ import annotations
 
 import math
-import numbers
 import uuid
 from dataclasses import dataclass
 
 import numpy as np
 
 from engine.config import EngineConfig
+from engine.frame_time import check_frame_time
 from engine.graph.build import entities_from_tracks, quantize_entity
 from engine.graph.diff import apply, diff_entities, empty_graph
 from engine.graph.published import PublishedRelations
@@ -181,16 +181,7 @@ class Engine:
         return StepResult(delta, self.published, tuple(changes), timer.ms(), len(observed))
 
     def _check_time(self, t) -> float:
-        """``t`` as float seconds, or TypeError/ValueError naming ``t`` if it is not a finite number greater than
-        the previous frame's."""
-        if isinstance(t, bool) or not isinstance(t, numbers.Real):
-            raise TypeError(f"t: expected a real number (seconds), got {type(t).__name__}")
-        t = float(t)
-        if not math.isfinite(t):
-            raise ValueError(f"t: must be finite, got {t}")
-        if self._t is not None and t <= self._t:
-            raise ValueError(f"t: must increase strictly, got {t} after {self._t}")
-        return t
+        return check_frame_time(t, self._t)
 
     # ------------------------------------------------------------------------------------------ internals
     def _forget_dead_tracks(self, t: float) -> list[RelationChange]:

@@ -22,10 +22,11 @@ model's) is refused with a ValueError naming the side-car field; engine.detect.d
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from engine.file_hash import sha256_file
 
 SIDECAR_FORMAT = "vsgg-detector"
 SIDECAR_VERSION = 1
@@ -86,18 +87,10 @@ class DetectorSidecar:
 
     def check_model_file(self, model_path: str | Path) -> None:
         """Raise ValueError when ``model_path``'s SHA-256 is not the side-car's (a re-exported or swapped model)."""
-        digest = file_sha256(model_path)
+        digest = sha256_file(model_path)
         if digest != self.sha256:
             raise ValueError(f"{self.path}: sha256 {self.sha256[:12]}... is not the digest of '{model_path}' "
                              f"({digest[:12]}...); the side-car belongs to another model file")
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def sidecar_path(model_path: str | Path) -> Path:

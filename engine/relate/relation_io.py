@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.file_hash import sha256_file
 from engine.relate.features import FEATURE_VERSION, NUM_FEATURES
 
 IO_VERSION = 1                        # bump when names, shapes, dtypes or meaning of the tensors below change
@@ -125,14 +126,6 @@ class ModelInfo:
 
 
 # ------------------------------------------------------------------------------------------ encoding helpers
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def encode_array(a: np.ndarray) -> dict:

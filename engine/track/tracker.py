@@ -29,14 +29,12 @@ be re-found. This is also what MOTChallenge scoring expects.
 """
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 from numba import njit
 
 from engine.boxes import cxcywh_to_xyxy, iou_xyxy, ltwh_to_xyxy, xyxy_to_cxcywh, xyxy_to_ltwh
 from engine.config import TrackerConfig
+from engine.frame_time import check_frame_time
 from engine.track.assign import assign_gated
 from engine.track.kalman import kalman_initiate, kalman_predict, kalman_update
 from engine.track.track_state import FREE, LOST, TENTATIVE, TRACKED, TrackParams, TrackState
@@ -345,13 +343,7 @@ class Tracker:
         """
         if not isinstance(dets, Detections):
             raise TypeError(f"dets: expected engine.types.Detections, got {type(dets).__name__}")
-        if isinstance(t, bool) or not isinstance(t, numbers.Real):
-            raise TypeError(f"t: expected a real number (seconds), got {type(t).__name__}")
-        t = float(t)
-        if not math.isfinite(t):
-            raise ValueError(f"t: must be finite, got {t}")
-        if self._t is not None and t <= self._t:
-            raise ValueError(f"t: must increase strictly, got {t} after {self._t}")
+        t = check_frame_time(t, self._t)
         confirm_now = self.cfg.confirm_first_frame and self._t is None
         ok, out = _track_step(self._state, self._params, dets.boxes_xyxy, dets.scores, dets.labels, confirm_now)
         if not ok:

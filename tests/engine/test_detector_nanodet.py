@@ -14,7 +14,8 @@ from engine.detect import nms
 from engine.detect.class_map import builtin_class_maps, load_class_map, parse_class_map
 from engine.detect.detector import Letterbox, OnnxDetector, letterbox_into
 from engine.detect.mapped_detector import MappedDetector, build_mapped_detector
-from engine.detect.sidecar import DEFAULT_DETECTOR_DIR, file_sha256, load_sidecar
+from engine.detect.sidecar import DEFAULT_DETECTOR_DIR, load_sidecar
+from engine.file_hash import sha256_file as file_sha256
 from engine.vocab import Vocabulary, builtin
 
 cv2 = pytest.importorskip("cv2")
