@@ -124,5 +124,11 @@ def run(args) -> int:
           f"{len(g['relations'])} relations)")
     for ln in lines[-4:]:
         print(f"  {ln}")
+    deltas = (out / "deltas.jsonl").read_text().splitlines()
+    if not any(json.loads(d).get("upsert_relations") for d in deltas):
+        print("no relation started: the default model (engine/models/meva, real MEVA activities such as talking, "
+              "opening a car door, picking up an object) finds none of them on this street clip; "
+              f"`vsgg run --source video:{video} --model engine/models/default --overlay out/vidvrd.mp4` shows the "
+              "VidVRD-vocabulary model's relations")
     print(f"delta log: {out / 'deltas.jsonl'}; overlay video: {out / 'overlay.mp4'}")
     return rc if same and watch_rc == 0 else (rc or 1)
