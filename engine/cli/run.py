@@ -23,7 +23,7 @@ def default_model(source: str) -> Path:
 # NanoDet's sigmoid scores sit around 0.3-0.6 on real footage (engine/models/nanodet/MODEL_CARD.md), below the
 # tracker's defaults tuned for YOLO-like confidences: with those no track starts on bikes.mp4. Applied only with the
 # shipped detector and only where the user's --config and key=value overrides leave these keys unset.
-SHIPPED_DETECTOR_TRACKER = {"tracker.new_track_score": 0.45, "tracker.high_score": 0.4}
+SHIPPED_DETECTOR_TRACKER = {"new_track_score": 0.45, "high_score": 0.4}
 
 
 class _Stopped(Exception):
@@ -142,14 +142,12 @@ def build(args):
     if not args.model:
         args.model = str(default_model(args.source))
     zmq_endpoints = parse_zmq_endpoint(args.zmq) if args.zmq else None
-    stream = None
     base = load_yaml(args.config)
-    overrides = list(args.overrides)
+    cfg = from_dict(EngineConfig, apply_overrides(base, list(args.overrides)))
     backend = None
     if args.model.lower() != "none":
         from engine.backends import load_relation_backend
-        cfg0 = from_dict(EngineConfig, apply_overrides(base, overrides))
-        backend = load_relation_backend(replace(cfg0.relation, model_path=args.model))
+        backend = load_relation_backend(replace(cfg.relation, model_path=args.model))
         objects = Vocabulary("model_objects", tuple(backend.info.objects))
     else:
         objects = builtin("vidvrd_objects")
@@ -161,13 +159,12 @@ def build(args):
         from engine.detect.detector import OnnxDetector
         from engine.detect.mapped_detector import build_mapped_detector
         from engine.detect.sidecar import DEFAULT_DETECTOR_DIR
-        shipped = not args.detector
-        if shipped:
-            user = _user_keys(base, overrides)
-            overrides = [f"{k}={v}" for k, v in SHIPPED_DETECTOR_TRACKER.items() if k not in user] + overrides
-        cfg0 = from_dict(EngineConfig, apply_overrides(base, overrides))
-        det_cfg = replace(cfg0.detector, model_path=args.detector or str(DEFAULT_DETECTOR_DIR),
-                          classes_file=args.classes or cfg0.detector.classes_file)
+        if not args.detector:  # the shipped detector: its tracker defaults where the user set none
+            user = _user_keys(base, args.overrides)
+            cfg = replace(cfg, tracker=replace(cfg.tracker, **{k: v for k, v in SHIPPED_DETECTOR_TRACKER.items()
+                                                               if f"tracker.{k}" not in user}))
+        det_cfg = replace(cfg.detector, model_path=args.detector or str(DEFAULT_DETECTOR_DIR),
+                          classes_file=args.classes or cfg.detector.classes_file)
         raw = OnnxDetector(det_cfg)
         class_map = args.class_map if args.class_map else default_class_map(raw.classes, objects)
         detector = build_mapped_detector(raw, objects, ClassMapConfig(class_map, args.keep_unknown))
@@ -175,7 +172,6 @@ def build(args):
     elif args.detector or args.keep_unknown or args.class_map:
         raise ValueError(f"--detector, --class-map and --keep-unknown apply to image sources (video:, camera:), "
                          f"not to {stream.name}, which gives detections")
-    cfg = from_dict(EngineConfig, apply_overrides(base, overrides))
     if cfg.numba_cache_dir:
         from engine.jit import use_numba_cache_dir
         use_numba_cache_dir(cfg.numba_cache_dir)

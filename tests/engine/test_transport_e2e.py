@@ -14,11 +14,11 @@ import pytest
 import zmq
 import zmq.auth
 
+from engine.bench.reliability.faults import LossyProxy
 from engine.config import SubscriberConfig, TransportConfig
 from engine.graph.diff import diff, empty_graph
 from engine.transport import GraphPublisher, GraphSubscriber, new_epoch, view, wire
 from engine.types import Entity, GraphDelta, Relation, SceneGraph
-from drop_proxy import DroppingProxy
 from graph_feed import graph_digest, random_graphs, serve_stream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -139,7 +139,7 @@ def test_dropped_deltas_are_detected_and_resynced(tmp_path):
     """Deltas pass through a real proxy that loses 10 % of them: every gap is seen and resynced."""
     epoch, n = new_epoch(), 300
     feed = FeedProcess(tmp_path, epoch, seed=3, n=n)
-    proxy = DroppingProxy(feed.pub_ep, 0.1, seed=3)
+    proxy = LossyProxy(feed.pub_ep, drop=0.1, reorder=0.0, seed=3)
     sub, rec = subscriber(feed, pub_ep=proxy.endpoint)
     try:
         with proxy, sub:

@@ -10,10 +10,10 @@ from pathlib import Path
 import msgpack
 import zmq
 
+from engine.bench.reliability.faults import LossyProxy
 from engine.config import SubscriberConfig, TransportConfig
 from engine.graph.diff import diff
 from engine.transport import GraphPublisher, GraphSubscriber, new_epoch, wire
-from drop_proxy import DroppingProxy
 from graph_feed import random_graphs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,7 +113,8 @@ def test_subscriber_that_lost_the_last_deltas_resyncs_to_the_final_graph():
     subscriber sees it is behind, takes a snapshot and only then reports the end."""
     epoch = new_epoch()
     graphs = random_graphs(6, epoch, 12)
-    with GraphPublisher(TransportConfig(**ANY), epoch) as pub, DroppingProxy(pub.pub_endpoint, 1.0) as proxy:
+    with GraphPublisher(TransportConfig(**ANY), epoch) as pub, \
+            LossyProxy(pub.pub_endpoint, drop=1.0, reorder=0.0) as proxy:
         sub = GraphSubscriber(SubscriberConfig(proxy.endpoint, pub.snapshot_endpoint, heartbeat_timeout_s=5.0))
         kinds = []
         sub.on_change(lambda ev: kinds.append((ev.kind, ev.graph.seq)))

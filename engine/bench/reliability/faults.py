@@ -40,7 +40,9 @@ FAULTS = ("kill9_restart", "lossy_proxy", "silent_service", "slow_and_stuck", "o
 
 class LossyProxy:
     """SUB -> PUB forwarder on loopback that drops a seeded fraction of deltas and delays another fraction by one
-    delta (so it arrives after its successor). Other messages (heartbeats, end of stream) pass unchanged."""
+    delta (so it arrives after its successor). Other messages (heartbeats, end of stream) pass unchanged. With
+    reorder=0 it is a plain dropping network (the transport tests use it so). Subscribers connect to ``endpoint``;
+    snapshots still come straight from the service's ROUTER."""
 
     def __init__(self, upstream: str, drop: float, reorder: float, seed: int = 0):
         self._rng = random.Random(seed)
@@ -87,6 +89,12 @@ class LossyProxy:
         self._sub.close(linger=0)
         self._pub.close(linger=0)
         self._ctx.term()
+
+    def __enter__(self) -> "LossyProxy":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class ZmtpPeer:
