@@ -1,6 +1,7 @@
 """Live status line and final summary of an engine run: fps, graph size, per-stage latency percentiles."""
 from __future__ import annotations
 
+import random
 import sys
 import time
 from collections import deque
@@ -20,13 +21,13 @@ class Reservoir:
     def __init__(self, capacity: int = RESERVOIR_SIZE, seed: int = 0):
         self.capacity, self.seen = capacity, 0
         self.values = np.empty(capacity, np.float64)
-        self._rng = np.random.default_rng(seed)
+        self._rng = random.Random(seed)  # a scalar draw per stage per frame: Python's is ~10x cheaper than numpy's
 
     def add(self, v: float) -> None:
         if self.seen < self.capacity:
             self.values[self.seen] = v
         else:
-            j = int(self._rng.integers(0, self.seen + 1))
+            j = self._rng.randrange(self.seen + 1)
             if j < self.capacity:
                 self.values[j] = v
         self.seen += 1

@@ -15,13 +15,13 @@ def fake_result(ms: float, entities: int = 2):
 
 
 def test_reservoir_is_bounded_and_its_percentiles_follow_the_stream():
-    r = Reservoir(1000, seed=1)
+    r = Reservoir(4000, seed=1)   # p95 sampling error ~0.35 here: the bound below is ~6 standard errors
     rng = np.random.default_rng(0)
     data = rng.exponential(5.0, 200_000)
     for v in data:
         r.add(v)
     s = r.sample()
-    assert len(s) == 1000 and r.seen == 200_000
+    assert len(s) == 4000 and r.seen == 200_000
     assert abs(np.percentile(s, 50) - np.percentile(data, 50)) < 0.5
     assert abs(np.percentile(s, 95) - np.percentile(data, 95)) < 2.0
     # the sample reaches into the end of the stream (a "first N values" buffer would not)
