@@ -119,6 +119,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vsgg {name}: error: {e}", file=sys.stderr)
         return 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())
