@@ -16,7 +16,7 @@ from vsgg_nodes.bench_ros_roles import decode_frame, encode_frame, path_of_frame
 
 def test_bench_ros_tiny_budget_writes_every_figure(ros_env, tmp_path):
     out = tmp_path / "bench_ros.json"
-    r = subprocess.run([sys.executable, "-m", "engine.cli.main", "bench", "ros", "--frames", "24", "--block", "6",
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "bench", "ros", "--frames", "24", "--block", "6",
                         "--warmup", "1", "--json", str(out)], capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout + r.stderr
     fig = json.loads(out.read_text())

