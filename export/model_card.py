@@ -137,6 +137,7 @@ def write_meva_model_card(path: str | Path, meta: CheckpointMeta, info: ModelInf
     hist = meta.history or []
     train_s = hist[-1]["time_s"] if hist else None
     t, v = figures["meva_test"], figures["meva_val"]
+    mg = t["merge"]
     lines = [
         "# vsgg MEVA relation model (real relations)",
         "",
@@ -180,13 +181,21 @@ def write_meva_model_card(path: str | Path, meta: CheckpointMeta, info: ModelInf
         "",
         "## Measured figures (real annotations, dates the model never saw)",
         "",
-        f"`vsgg eval --meva` (PredCls: annotated tracks in, run causally; merge threshold "
-        f"{t['merge']['threshold']}, chosen on the val date). Test dates: {t['n_videos']} clips with relations, "
-        f"{t['n_gt']} ground-truth instances:",
+        f"`vsgg eval --meva` (PredCls: annotated tracks in, run causally). Per-frame scores become instances by "
+        f"the merge rules chosen on the val date (`offline_train.evaluate.MEVA_MERGE`, model frames): threshold "
+        f"{mg['threshold']}, runs up to {mg['max_gap']} frames apart joined, at least {mg['min_frames']} frames, "
+        f"score = mean x (1 - exp(-length / {mg.get('length_tau', 0)})), a triplet named in a clip only if its best "
+        f"instance scores >= {mg.get('triplet_min_score', 0)}; the baselines' scores go through the same rules. "
+        f"Test dates: {t['n_videos']} clips with relations, {t['n_gt']} ground-truth instances:",
         "",
     ]
     lines += _table([("this model", t["model"])] + [(f"baseline: {k.replace('_', ' ')}", x)
                                                     for k, x in t["baselines"].items()])
+    for name, c in t.get("merge_compare", {}).items():
+        lines += ["", f"The same scores merged by the {name} ({c['merge']['threshold']}; the rule before the val-date "
+                  "choice), test dates:", ""]
+        lines += _table([(("this model" if k == "model" else f"baseline: {k.replace('_', ' ')}"), x)
+                         for k, x in c.items() if k != "merge"])
     if figures.get("compare"):
         lines += ["", "Other training runs, same test dates and evaluation:", ""]
         lines += _table([(f"{k} (epoch {c.get('epoch')}" + (f", {c['train_minutes']} min)" if c.get("train_minutes")

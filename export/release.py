@@ -157,7 +157,7 @@ def _meva_block(rep: dict) -> dict:
             "baseline_per_predicate_recall@50": {k: v["per_predicate_recall@50"]
                                                  for k, v in rep.get("baselines", {}).items()},
             "gt_predicates": rep["model"]["gt_predicates"], "merge": rep["merge"], "wall_s": rep["wall_s"],
-            "confusion": rep.get("confusion", {})}
+            "confusion": rep.get("confusion", {}), "merge_compare": rep.get("merge_compare", {})}
 
 
 def _release_meva(args, src: Path, out: Path, info, meta, figures: dict, t0: float) -> int:
@@ -166,14 +166,19 @@ def _release_meva(args, src: Path, out: Path, info, meta, figures: dict, t0: flo
     from export.model_card import write_meva_model_card
     from offline_train.checkpoint import read_meta
     from offline_train.eval_meva import run_eval_meva
+    from offline_train.evaluate import MEVA_MERGE, MergeConfig
 
     meva = [args.meva]
     kw = {"threshold": args.threshold, "workers": args.workers}
+    # the same scores merged by the threshold alone (no span-length weight, no triplet cut): what the rules add,
+    # to the model and to the baselines alike
+    plain = {"threshold only": MergeConfig(threshold=MEVA_MERGE.threshold if args.threshold is None
+                                           else args.threshold)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for split in ("test", "val"):
             rep = run_eval_meva(str(info.path), meva, tmp / f"{split}_preds.json", out / f"meva_{split}_report.json",
-                                split=split, **kw)
+                                split=split, compare_merges=plain, **kw)
             shutil.move(str(out / f"meva_{split}_report.png"), out / f"meva_{split}_recall.png")
             (out / f"meva_{split}_report.json").unlink()
             figures[f"meva_{split}"] = _meva_block(rep)

@@ -143,13 +143,16 @@ def _eval_meva(spec, ckpt: Path, d: Path, tail, novel, progress: bool) -> dict:
     from offline_train.data.meva import load_meva
     from offline_train.data.meva_cache import DEFAULT_CACHE_DIR
     from offline_train.eval_meva import model_fps, run_eval_meva
+    from offline_train.evaluate import MergeConfig
     from offline_train.metrics import predictions_from_json
     from offline_train.sparse_clips import make_sparse_clip, subsample
     from offline_train.stepper import load_stepper
 
     report = run_eval_meva(ckpt, spec.paths, d / "meva_predictions.json", d / "meva_report.json", split=spec.split,
-                           dates=spec.dates, workers=spec.workers, threshold=spec.threshold, baselines=True,
-                           cache_dir=spec.cache_dir, max_clips=spec.max_clips, progress=progress)
+                           dates=spec.dates, workers=spec.workers, baselines=True, cache_dir=spec.cache_dir,
+                           max_clips=spec.max_clips, progress=progress,
+                           # the ablation's plain rules (threshold only), as its config and table say
+                           merge=MergeConfig(threshold=spec.threshold))
     out = {"subsets": {"-": report_figures(report, tail)}, "threshold": spec.threshold,
            "baselines": {k: report_figures({"model": r, "n_gt": r["n_gt"]}, tail)
                          for k, r in report.get("baselines", {}).items()}}

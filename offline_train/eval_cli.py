@@ -36,8 +36,31 @@ def add_parser(parser: argparse.ArgumentParser):
     parser.add_argument("--unknown", choices=("error", "drop"), default="error",
                         help="what to do with labels that are neither mapped nor in the model's vocabulary")
     parser.add_argument("--no-baselines", action="store_true", help="score the model only (no baseline rows)")
-    parser.add_argument("--threshold", type=float, default=None, help="merge threshold (default from MergeConfig)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="merge threshold (default: --meva 0.03, chosen on the val date; --vidvrd 0.3)")
+    parser.add_argument("--max-gap", type=int, default=None,
+                        help="merge: runs this many model frames apart are joined (default: --meva 40, --vidvrd 2)")
+    parser.add_argument("--length-tau", type=float, default=None,
+                        help="merge: instance score = mean x (1 - exp(-length / TAU)), model frames; 0 = plain mean "
+                             "(default: --meva 30, --vidvrd 0)")
+    parser.add_argument("--triplet-min-score", type=float, default=None,
+                        help="merge: name a triplet in a video only if its best instance scores this much "
+                             "(default: --meva 0.1, --vidvrd 0)")
     return run
+
+
+def merge_config(args):
+    """The dataset's merge rules (offline_train.evaluate) with any value given on the command line."""
+    from dataclasses import replace
+
+    from offline_train.evaluate import MEVA_MERGE, MergeConfig
+    given = {k: v for k, v in (("threshold", args.threshold), ("max_gap", args.max_gap),
+                               ("length_tau", args.length_tau), ("triplet_min_score", args.triplet_min_score))
+             if v is not None}
+    for k, v in given.items():
+        if v < 0:
+            raise ValueError(f"--{k.replace('_', '-')} must be >= 0, got {v}")
+    return replace(MEVA_MERGE if args.meva else MergeConfig(), **given)
 
 
 def run(args) -> int:
@@ -47,7 +70,7 @@ def run(args) -> int:
     if args.meva and args.sweep:
         from offline_train.eval_meva import sweep_meva
         table = sweep_meva(args.model, args.meva, args.sweep, split=args.split, dates=args.dates,
-                           workers=args.workers, fps=args.fps, max_clips=args.max_clips)
+                           workers=args.workers, fps=args.fps, max_clips=args.max_clips, merge=merge_config(args))
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps({str(k): v for k, v in table.items()}, indent=1))
         print(f"{'threshold':>9s} {'method':18s}   mAP   R@50  R@100   P@1   P@5  mR@50")
@@ -61,12 +84,12 @@ def run(args) -> int:
         from offline_train.eval_meva import run_eval_meva
         report = run_eval_meva(args.model, args.meva, args.out, args.report, split=args.split, dates=args.dates,
                                workers=args.workers, fps=args.fps, baselines=not args.no_baselines,
-                               threshold=args.threshold, max_clips=args.max_clips)
+                               max_clips=args.max_clips, merge=merge_config(args))
     else:
         from offline_train.eval_run import run_eval
         report = run_eval(args.model, args.vidvrd, args.out, args.report, predicate_map=args.predicate_map,
                           category_map=args.category_map, unknown=args.unknown, baselines=not args.no_baselines,
-                          threshold=args.threshold)
+                          merge=merge_config(args))
     m = report["model"]
     print(f"{report['n_videos']} videos, {report['n_gt']} GT instances ({time.time() - t0:.1f} s)")
     for name, r in [("model", m)] + [(k, v) for k, v in report.get("baselines", {}).items()]:

@@ -7,7 +7,8 @@ by the model at its training frame rate (``offline_train.sparse_clips.subsample`
 and for each baseline, ``relation_detection`` {mAP, R@50, R@100}, ``relation_tagging`` {P@1, P@5, P@10},
 ``per_predicate_recall@50``, ``mean_recall@50``. Baselines, both from the ``prior.npy`` shipped with the model
 (counted on its training dates): ``frequency_prior`` scores every co-present pair P(predicate | subject category,
-object category); ``prior_x_proximity`` multiplies that by 1 / (1 + pair distance).
+object category); ``prior_x_proximity`` multiplies that by 1 / (1 + pair distance). Every method's scores are merged
+into instances by the same rules (``offline_train.evaluate.MEVA_MERGE`` unless given).
 
 Person-person activities are annotated in both directions by the loader (``offline_train.data.meva``), so a model
 predicting either direction of a mutual relation is scored against its own direction's instance.
@@ -17,13 +18,14 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from engine.vocab import Vocabulary
-from offline_train.evaluate import MergeConfig, evaluate_videos, write_outputs
+from offline_train.evaluate import MEVA_MERGE, MergeConfig, evaluate_videos, write_outputs
 from offline_train.sparse_clips import make_sparse_clip, subsample
 from offline_train.sparse_eval import merge_sparse, prior_scores, score_sparse
 from offline_train.stepper import load_stepper
@@ -122,38 +124,44 @@ def _stride(m, fps):
 
 
 def sweep_meva(model_path, meva_paths, thresholds, *, split: str = "val", dates=(), workers: int = 1,
-               fps: float | None = None, cache_dir: str = "", max_clips: int = 0, progress: bool = True) -> dict:
-    """Relation detection and tagging figures of the model and both baselines at each merge threshold, from one
-    scoring pass: {threshold: {method: {mAP, R@50, R@100, P@1, P@5, P@10, mR@50}}}. For choosing the threshold on a
-    validation date (never on the test dates)."""
+               fps: float | None = None, cache_dir: str = "", max_clips: int = 0, progress: bool = True,
+               merge: MergeConfig = MEVA_MERGE) -> dict:
+    """Relation detection and tagging figures of the model and both baselines at each merge threshold (the other
+    rules from ``merge``), from one scoring pass: {threshold: {method: {mAP, R@50, R@100, P@1, P@5, P@10, mR@50}}}.
+    For choosing the threshold on a validation date (never on the test dates)."""
     m = load_stepper(model_path)
     fps, stride = _stride(m, fps)
     anns = _load(meva_paths, split, dates, cache_dir, max_clips, m, progress)
-    merges = [MergeConfig(threshold=float(t)) for t in thresholds]
+    merges = [replace(merge, threshold=float(t)) for t in thresholds]
     per = predict_all(model_path, anns, stride, merges, workers=workers, progress=progress)
     out = {}
     for t, preds in zip(thresholds, per):
         out[float(t)] = {}
         for k, p in preds.items():
             r = evaluate_videos(anns, lambda a, p=p: p[a.video_id])[0]
-            out[float(t)][k] = {**r["relation_detection"], **r["relation_tagging"], "mR@50": r["mean_recall@50"]}
+            out[float(t)][k] = _summary(r)
     return out
 
 
 def run_eval_meva(model_path, meva_paths, out, report_path, *, split: str = "test", dates=(), workers: int = 1,
                   fps: float | None = None, baselines: bool = True, threshold: float | None = None,
-                  cache_dir: str = "", max_clips: int = 0, progress: bool = True) -> dict:
+                  cache_dir: str = "", max_clips: int = 0, progress: bool = True,
+                  merge: MergeConfig = MEVA_MERGE, compare_merges: dict | None = None) -> dict:
     """Evaluate on the MEVA clips of ``split`` (or ``dates``); writes predictions (VidVRD-helper JSON, 30 fps frame
-    indices), the report JSON and a per-predicate recall chart beside the report. Returns the report."""
+    indices), the report JSON and a per-predicate recall chart beside the report. Returns the report. ``merge``:
+    the instance rules (frame counts at the model's rate); ``threshold`` replaces its threshold.
+    ``compare_merges`` {name: MergeConfig}: other rules scored from the same pass, under ``merge_compare``."""
     from offline_train.plots import plot_recall_comparison
 
     t0 = time.time()
     m = load_stepper(model_path)
     fps, stride = _stride(m, fps)
     anns = _load(meva_paths, split, dates, cache_dir, max_clips, m, progress)
-    merge = MergeConfig() if threshold is None else MergeConfig(threshold=threshold)
-    preds = predict_all(model_path, anns, stride, [merge], workers=workers, baselines=baselines,
-                        progress=progress)[0]
+    merge = merge if threshold is None else replace(merge, threshold=threshold)
+    compare_merges = dict(compare_merges or {})
+    every = predict_all(model_path, anns, stride, [merge, *compare_merges.values()], workers=workers,
+                        baselines=baselines, progress=progress)
+    preds = every[0]
     report, _ = evaluate_videos(anns, lambda a: preds["model"][a.video_id])
     full = {"model_path": m.name, "dataset": "meva", "split": split if not dates else "", "dates": list(dates),
             "model_fps": fps, "n_videos": report["n_videos"], "n_gt": report["n_gt"], "model": report,
@@ -162,6 +170,10 @@ def run_eval_meva(model_path, meva_paths, out, report_path, *, split: str = "tes
     if baselines:
         full["baselines"] = {k: evaluate_videos(anns, lambda a, k=k: preds[k][a.video_id])[0]
                              for k in METHODS[1:] if k in preds}
+    full["merge_compare"] = {
+        name: {"merge": vars(mc), **{k: _summary(evaluate_videos(anns, lambda a, p=p: p[a.video_id])[0])
+                                     for k, p in other.items()}}
+        for (name, mc), other in zip(compare_merges.items(), every[1:])}
     full["confusion"] = predicate_confusion(anns, preds["model"])
     full["wall_s"] = round(time.time() - t0, 1)
     write_outputs(preds["model"], full, out, report_path)
@@ -173,6 +185,10 @@ def run_eval_meva(model_path, meva_paths, out, report_path, *, split: str = "tes
     full["chart"] = str(chart)
     Path(report_path).write_text(json.dumps(full, indent=1, sort_keys=True))
     return full
+
+
+def _summary(r: dict) -> dict:
+    return {**r["relation_detection"], **r["relation_tagging"], "mR@50": r["mean_recall@50"]}
 
 
 def predicate_confusion(anns30: list, preds: dict) -> dict[str, dict[str, int]]:

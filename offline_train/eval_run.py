@@ -1,6 +1,8 @@
 """`vsgg eval` implementation: load a model as a stepper, map labels, score videos, compare with baselines."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,8 @@ from offline_train.stepper import load_stepper
 
 
 def run_eval(model_path, vidvrd_paths, out, report_path, *, predicate_map="", category_map="", unknown="error",
-             baselines=True, threshold=None, progress=True) -> dict:
+             baselines=True, threshold=None, progress=True, merge: MergeConfig | None = None) -> dict:
+    """``merge``: the instance rules (default ``MergeConfig()``); ``threshold`` replaces its threshold."""
     m = load_stepper(model_path)
     cats = LabelMap.from_file(category_map, m.objects, unknown) if category_map else LabelMap(m.objects, {}, unknown)
     preds = (LabelMap.from_file(predicate_map, m.predicates, unknown) if predicate_map
@@ -30,7 +33,9 @@ def run_eval(model_path, vidvrd_paths, out, report_path, *, predicate_map="", ca
                 raise
             raise ValueError(f"{e}. Annotations in another label space (e.g. VidOR) need --category-map and "
                              "--predicate-map files (tests/data/vidor/*.yaml are examples), or --unknown drop") from e
-    merge = MergeConfig() if threshold is None else MergeConfig(threshold=threshold)
+    merge = merge or MergeConfig()
+    if threshold is not None:
+        merge = replace(merge, threshold=threshold)
 
     def predict_model(ann):
         labels = np.array(m.objects.indices(ann.categories), np.int64)

@@ -4,8 +4,8 @@ annotation's own frame indices, whatever frame rate the model runs at.
 The model sees the video at the annotation rate divided by ``stride`` (model frame i = annotation frame i * stride,
 ``offline_train.sparse_clips.subsample``). Scoring streams exactly as the engine does: one state row per ordered
 pair, advanced only on frames where both objects are present. Merging follows ``offline_train.evaluate``'s rules
-(threshold, gap bridging, minimum length, mean score over the span, ``max_predictions`` best per video) on the model
-frames; an instance on model frames [b, e) is written on annotation frames [b * stride, e * stride) (each model
+(threshold, gap bridging, minimum length, mean score over the span with the optional length weight, the optional
+per-triplet cut, ``max_predictions`` best per video) on the model frames; an instance on model frames [b, e) is written on annotation frames [b * stride, e * stride) (each model
 frame stands for the ``stride`` annotation frames up to the next one) with the annotation's boxes.
 """
 from __future__ import annotations
@@ -70,10 +70,20 @@ def merge_sparse(scores: np.ndarray, clip: SparseClip, ann: VideoAnnotation, pre
                 if e - b < cfg.min_frames:
                     continue
                 lo, hi = np.searchsorted(frames, [b, e])  # a pair's rows are in frame order
-                found.append((float(scores[rows[lo:hi], c].mean()), p, c, b, e))
+                found.append((cfg.instance_score(float(scores[rows[lo:hi], c].mean()), e - b), p, c, b, e))
     found.sort(key=lambda f: f[0], reverse=True)  # stable: ties keep the order they were found in
+    if cfg.triplet_min_score > 0:
+        best: dict = {}
+        for f in found:
+            best.setdefault(_triplet(ann, clip, f), f[0])
+        found = [f for f in found if best[_triplet(ann, clip, f)] >= cfg.triplet_min_score]
     return [_instance(ann, clip, p, predicates.names[c], b, e, s, stride)
             for s, p, c, b, e in found[: cfg.max_predictions]]
+
+
+def _triplet(ann: VideoAnnotation, clip: SparseClip, f: tuple) -> tuple:
+    """(subject category, predicate index, object category) of a found (score, pair, predicate, b, e)."""
+    return ann.categories[int(clip.subj[f[1]])], f[2], ann.categories[int(clip.obj[f[1]])]
 
 
 def _instance(ann: VideoAnnotation, clip: SparseClip, p: int, predicate: str, b: int, e: int, score: float,

@@ -1,5 +1,8 @@
 """Sparse (row-wise) causal scoring and merging against the dense reference path, and the frame-rate mapping of
 predictions back to the annotation's own frames."""
+import argparse
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -29,12 +32,14 @@ def stateful_stepper():
 
 
 @pytest.mark.parametrize("index", range(4))
-def test_sparse_path_equals_the_dense_path(index):
+@pytest.mark.parametrize("cfg", [MergeConfig(threshold=0.6, max_predictions=50),
+                                 MergeConfig(threshold=0.6, max_gap=10, max_predictions=50, length_tau=5.0,
+                                             triplet_min_score=0.35)], ids=["plain", "length+triplet-cut"])
+def test_sparse_path_equals_the_dense_path(index, cfg):
     ann = generate_video(SynthConfig(frames=90, max_agents=4), 11, index)
     step, init = stateful_stepper()
     labels = np.array(OBJ.indices(ann.categories), np.int64)
     preds = Vocabulary("p", PRED.names[:C])
-    cfg = MergeConfig(threshold=0.6, max_predictions=50)
     dense_scores, subj, obj = score_video(step, init, ann, labels, 5, C)
     ref = merge_instances(dense_scores, subj, obj, ann, preds, cfg)
     clip = make_sparse_clip(ann, OBJ, PRED, 5)
@@ -79,3 +84,48 @@ def test_prior_baselines_score_by_category_and_nearness():
     far = person_dog & (clip.obj[clip.row_pair] == 2)
     assert (near[close, 5] > near[far, 5]).all() and (near <= plain + 1e-7).all()
     assert ((proximity(clip) > 0) & (proximity(clip) <= 1)).all()
+
+
+def test_length_weight_and_triplet_cut_by_hand():
+    """Two pairs of one video, hand-set scores: pair 0 'next_to' 0.8 over 2 model frames and 0.5 over 9; pair 1
+    'next_to' 0.4 over 9 frames and 'behind' 0.3 over 9 frames. With length_tau 3 the long 0.5 run (0.5 x
+    (1 - e^-3) = 0.475) outranks the short 0.8 blip (0.8 x (1 - e^-2/3) = 0.389); with triplet_min_score 0.45 the
+    'behind' triplet (best 0.285) is dropped while the weak 'next_to' instance of pair 1 (0.4 x (1 - e^-3) = 0.380)
+    stays, because its triplet's best instance reaches the cut."""
+    t = 30
+    boxes = np.tile(np.array([[[0, 0, 20, 20], [25, 0, 45, 20], [50, 0, 70, 20]]], np.float32), (t, 1, 1))
+    ann = VideoAnnotation("v", 30.0, 640, 480, np.array([1, 2, 3]), ("person", "car", "car"), boxes, ())
+    clip = make_sparse_clip(ann, OBJ, PRED, 2)
+    nt, be = PRED.index("next_to"), PRED.index("behind")
+    pair0 = int(np.flatnonzero((clip.subj == 0) & (clip.obj == 1))[0])
+    pair1 = int(np.flatnonzero((clip.subj == 0) & (clip.obj == 2))[0])
+    scores = np.zeros((len(clip.row_pair), len(PRED)), np.float32)
+    on = lambda p, lo, hi: (clip.row_pair == p) & (clip.row_frame >= lo) & (clip.row_frame < hi)  # noqa: E731
+    scores[on(pair0, 2, 4), nt] = 0.8
+    scores[on(pair0, 15, 24), nt] = 0.5
+    scores[on(pair1, 5, 14), nt] = 0.4
+    scores[on(pair1, 5, 14), be] = 0.3
+    cfg = MergeConfig(threshold=0.2, max_gap=0, min_frames=1, length_tau=3.0)
+    got = merge_sparse(scores, clip, ann, PRED, cfg)
+    by = {(r.triplet[1], r.begin_fid): r.score for r in got}
+    assert by[("next_to", 15)] == pytest.approx(0.5 * (1 - np.exp(-3)), rel=1e-6)
+    assert by[("next_to", 2)] == pytest.approx(0.8 * (1 - np.exp(-2 / 3)), rel=1e-6)
+    assert [(r.triplet[1], r.begin_fid) for r in got] == [("next_to", 15), ("next_to", 2), ("next_to", 5),
+                                                          ("behind", 5)]
+    cut = merge_sparse(scores, clip, ann, PRED, replace(cfg, triplet_min_score=0.45))
+    assert {(r.triplet[1], r.begin_fid) for r in cut} == {("next_to", 2), ("next_to", 15), ("next_to", 5)}
+    assert cfg.instance_score(0.5, 9) == pytest.approx(0.5 * (1 - np.exp(-3)))
+    assert MergeConfig().instance_score(0.5, 1) == 0.5        # plain mean when length_tau is 0
+
+
+def test_eval_cli_merge_rules_per_dataset():
+    from offline_train.eval_cli import merge_config
+    from offline_train.evaluate import MEVA_MERGE
+    ns = lambda **kw: argparse.Namespace(**{"meva": None, "threshold": None, "max_gap": None,  # noqa: E731
+                                            "length_tau": None, "triplet_min_score": None, **kw})
+    assert merge_config(ns()) == MergeConfig()
+    assert merge_config(ns(meva=["d"])) == MEVA_MERGE
+    assert merge_config(ns(meva=["d"], threshold=0.2, length_tau=0.0)) == replace(MEVA_MERGE, threshold=0.2,
+                                                                                   length_tau=0.0)
+    with pytest.raises(ValueError, match="--triplet-min-score must be >= 0"):
+        merge_config(ns(triplet_min_score=-1.0))
