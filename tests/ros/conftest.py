@@ -2,9 +2,13 @@
 
 vsgg_nodes.dds_env picks a ROS_DOMAIN_ID no other vsgg run on this machine holds (flock) and points Fast DDS at the
 loopback-only profile; every node process the tests start inherits it. rcl logs go to a folder of this run.
+Fixtures: ``probe`` (a node of this process, spun in the background) and ``vision_msgs_prefix`` (the test-only
+vision_msgs package built once into build/test_vision_msgs and loaded here).
 """
 import os
+import shutil
 import sys
+import threading
 import tempfile
 from pathlib import Path
 
@@ -46,3 +50,32 @@ def child_env(**extra) -> dict:
     env = dict(os.environ)
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+@pytest.fixture(scope="module")
+def probe(rclpy_context):
+    """This process's node, spun on a background executor."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    node = rclpy.create_node("vsgg_test_probe", context=rclpy_context)
+    ex = SingleThreadedExecutor(context=rclpy_context)
+    ex.add_node(node)
+    th = threading.Thread(target=ex.spin, daemon=True)
+    th.start()
+    yield node
+    ex.shutdown()
+    node.destroy_node()
+
+
+@pytest.fixture(scope="session")
+def vision_msgs_prefix(ros_env):
+    """tests/ros/vision_msgs built with cmake (or reused: keyed by a hash of its files) and importable here; node
+    processes get its paths from ``vision_msgs_prefix.child_env()``."""
+    from vision_msgs_build import build
+    if shutil.which("cmake") is None or shutil.which("c++") is None:
+        pytest.skip("cmake and a C++ compiler are needed to build the test-only vision_msgs package")
+    prefix = build()
+    print(f"\nvision_msgs test package: {'reused' if prefix.reused else 'built'} {prefix.install} "
+          f"(cmake build {prefix.build_s:.1f} s)")
+    prefix.load_here()
+    return prefix

@@ -138,6 +138,23 @@ def test_malformed_images_raise_naming_the_field(bag_store, kw, field):
 def test_bgr_fields_rejects_non_images():
     with pytest.raises(ValueError, match=r"^img: expected an \(H, W, 3\) uint8 array"):
         convert.bgr_fields(np.zeros((4, 4), np.uint8), "cam", (0, 0))
+    with pytest.raises(ValueError, match=r"^encoding: "):
+        convert.bgr_fields(np.zeros((4, 4, 3), np.uint8), "cam", (0, 0), encoding="rgba8")
+
+
+@pytest.mark.parametrize("encoding, out", [("rgb8", "rgb8"), ("RGBA8", "rgb8"), ("bgr8", "bgr8"), ("bgra8", "bgr8"),
+                                           ("mono8", "bgr8")])
+def test_overlay_keeps_the_input_channel_order(bag_store, encoding, out):
+    """The overlay (drawn in BGR) goes out in the input's channel order; as rgb8 it reads back as the same image."""
+    store, _ = bag_store
+    assert convert.overlay_encoding(encoding) == out
+    bgr = np.arange(18, dtype=np.uint8).reshape(2, 3, 3)
+    f = convert.bgr_fields(bgr, "cam", (1, 2), encoding=out)
+    assert (f["encoding"], f["step"], f["header"]["frame_id"]) == (out, 9, "cam")
+    back = convert.image_to_bgr(store.types["sensor_msgs/msg/Image"](
+        header=_image(store).header, **{k: v for k, v in f.items() if k != "header"}
+        | {"data": np.frombuffer(f["data"], np.uint8)}), 100)
+    assert np.array_equal(back, bgr)
 
 
 def _vision_store():

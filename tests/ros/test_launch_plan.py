@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 launch_plan = pytest.importorskip("vsgg_nodes.launch_plan", reason="vsgg_nodes is not installed: run `make ros`")
-from vsgg_nodes.node_params import NODES, spec_of  # noqa: E402
+from vsgg_nodes.node_params import NODES, scene_graph_conflicts, spec_of  # noqa: E402
 
 PKG = Path(launch_plan.__file__).resolve().parents[1]
 LAUNCH = PKG / "launch" / "live_camera.launch.py"
@@ -92,6 +92,8 @@ def test_plan_defaults_and_overrides():
     assert camera.parameters == {"source": "0", "frame_id": "camera", "rate_hz": 30.0, "loop": True}
     assert camera.namespace == "/r1" and camera.remappings == (("image_raw", "/cam/image"),)
     assert graph.parameters == {"model": "none", "max_frame_age_s": 2.0}
+    _, graph = launch_plan.plan({"publish_overlay": "true"})
+    assert graph.parameters == {"publish_overlay": True}
     args = launch_plan.ros_arguments(camera)
     assert args[:5] == ["--ros-args", "-r", "__node:=camera", "-r", "__ns:=/r1"]
     assert "source:='0'" in args and "rate_hz:=30.0" in args and "loop:=true" in args  # '0' stays text
@@ -110,6 +112,7 @@ def test_plan_defaults_and_overrides():
     ({"namespace": "a b"}, "namespace"),
     ({"image_topic": "cam/1x"}, "image_topic"),
     ({"camera": "usb_cam", "width": "wide"}, "width"),
+    ({"publish_overlay": "yes"}, "publish_overlay"),
 ])
 def test_bad_arguments_are_refused_by_name(values, field):
     with pytest.raises(ValueError, match=rf"^{field}:"):
@@ -125,3 +128,13 @@ def test_missing_params_file_is_named(tmp_path):
 def test_yaml_scalar_round_trips_through_yaml(value, text):
     assert launch_plan.yaml_scalar(value) == text
     assert yaml.safe_load(text) == value and type(yaml.safe_load(text)) is type(value)
+
+
+def test_overlay_needs_image_input():
+    """publish_overlay with input 'detections' (no pixels) is a conflict the node refuses at configure, by name."""
+    defaults = {s.name: s.default for s in NODES["scene_graph_node"]}
+    assert scene_graph_conflicts(defaults) == []
+    assert scene_graph_conflicts(defaults | {"publish_overlay": True}) == []
+    assert scene_graph_conflicts(defaults | {"input": "detections"}) == []
+    (reason,) = scene_graph_conflicts(defaults | {"input": "detections", "publish_overlay": True})
+    assert reason.startswith("publish_overlay: needs input 'image'")

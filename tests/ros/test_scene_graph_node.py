@@ -2,8 +2,8 @@
 
 Checks: the graph rebuilt from deltas equals the node's own snapshot at every seq; a late joiner gets the latest
 snapshot through transient-local; lifecycle transitions driven from here (an invalid one refused); get_graph and
-reset; a bad parameter value refused with a reason; malformed and oversized images skipped, the node alive."""
-import threading
+reset; a bad parameter value refused with a reason; malformed and oversized images skipped, the node alive; with
+publish_overlay off (the default) no overlay topic exists."""
 import time
 from pathlib import Path
 
@@ -13,19 +13,19 @@ import pytest
 pytest.importorskip("rclpy", reason="ROS 2 wheels missing: run `make ros`")
 cv2 = pytest.importorskip("cv2")
 from lifecycle_msgs.msg import Transition  # noqa: E402
-from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
-from vsgg_msgs.msg import SceneGraph, SceneGraphDelta  # noqa: E402
+from vsgg_msgs.msg import SceneGraph  # noqa: E402
 from vsgg_msgs.srv import GetSceneGraph, ResetGraph  # noqa: E402
 
-from engine.graph.diff import apply, empty_graph  # noqa: E402
+from graph_follower import Follower  # noqa: E402
 from ros_processes import call, start, stop, wait_until  # noqa: E402
+from ros_processes import lifecycle_state as _state  # noqa: E402
+from ros_processes import transition as _transition  # noqa: E402
 from vsgg_nodes import convert  # noqa: E402
-from vsgg_nodes.scene_graph_node import DELTA_QOS, GRAPH_QOS  # noqa: E402
+from vsgg_nodes.scene_graph_node import GRAPH_QOS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,36 +47,6 @@ def clip(tmp_path_factory):
         return str(path)
 
 
-@pytest.fixture(scope="module")
-def probe(rclpy_context):
-    """This process's node, spun on a background executor."""
-    import rclpy
-    node = rclpy.create_node("vsgg_test_probe", context=rclpy_context)
-    ex = SingleThreadedExecutor(context=rclpy_context)
-    ex.add_node(node)
-    th = threading.Thread(target=ex.spin, daemon=True)
-    th.start()
-    yield node
-    ex.shutdown()
-    node.destroy_node()
-
-
-def _transition(probe, node_name, tid):
-    cli = probe.create_client(ChangeState, f"/{node_name}/change_state")
-    try:
-        return call(probe, cli, ChangeState.Request(transition=Transition(id=tid))).success
-    finally:
-        probe.destroy_client(cli)
-
-
-def _state(probe, node_name):
-    cli = probe.create_client(GetState, f"/{node_name}/get_state")
-    try:
-        return call(probe, cli, GetState.Request()).current_state.label
-    finally:
-        probe.destroy_client(cli)
-
-
 def _set(probe, node_name, name, value):
     cli = probe.create_client(SetParameters, f"/{node_name}/set_parameters")
     try:
@@ -84,36 +54,6 @@ def _set(probe, node_name, name, value):
         return call(probe, cli, SetParameters.Request(parameters=[Parameter(name=name, value=v)])).results[0]
     finally:
         probe.destroy_client(cli)
-
-
-class Follower:
-    """Rebuilds the graph from graph_delta (Clone rules) and keeps every graph snapshot it hears."""
-
-    def __init__(self, probe):
-        self.graph, self.by_seq, self.snapshots, self.gaps = None, {}, [], 0
-        self.lock = threading.Lock()
-        self.subs = [probe.create_subscription(SceneGraphDelta, "/vsgg/graph_delta", self.on_delta, DELTA_QOS),
-                     probe.create_subscription(SceneGraph, "/vsgg/graph", self.on_graph, GRAPH_QOS)]
-
-    def on_delta(self, m):
-        d = convert.delta_from_msg(m)
-        with self.lock:
-            if self.graph is None or self.graph.epoch != d.epoch:
-                if d.seq != 1:
-                    self.gaps += 1
-                    return
-                self.graph = empty_graph(d.epoch)
-            if d.seq <= self.graph.seq:
-                return
-            if d.seq != self.graph.seq + 1:
-                self.gaps += 1
-                return
-            self.graph = apply(self.graph, d)
-            self.by_seq[(d.epoch, d.seq)] = self.graph
-
-    def on_graph(self, m):
-        with self.lock:
-            self.snapshots.append(convert.graph_from_msg(m))
 
 
 def test_pipeline_lifecycle_services_and_bad_input(probe, clip, tmp_path):
@@ -132,6 +72,8 @@ def test_pipeline_lifecycle_services_and_bad_input(probe, clip, tmp_path):
         assert _transition(probe, name, Transition.TRANSITION_ACTIVATE) is True
         assert _state(probe, name) == "active"
         follow = Follower(probe)
+        overlays = []  # publish_overlay is off by default: nothing may arrive here
+        probe.create_subscription(Image, "/vsgg/overlay", overlays.append, 10)
         # slow enough that a loaded 2-core machine runs the detector on most frames (the rest are dropped busy)
         video = start("video_source_node", {"source": clip, "rate_hz": 6.0, "width": 640, "height": 480,
                                             "max_frames": 54, "frame_id": "cam"},
@@ -163,6 +105,7 @@ def test_pipeline_lifecycle_services_and_bad_input(probe, clip, tmp_path):
             n = len(follow.by_seq)
             wait_until(lambda: len(follow.by_seq) > n, 2)
         assert sg.poll() is None, "scene_graph_node died"
+        assert overlays == [] and probe.count_publishers("/vsgg/overlay") == 0
 
         get = probe.create_client(GetSceneGraph, "/vsgg/get_graph")
         g = convert.graph_from_msg(call(probe, get, GetSceneGraph.Request()).graph)

@@ -4,6 +4,7 @@
     ros2 launch vsgg_nodes live_camera.launch.py camera:=v4l2_camera video_device:=/dev/video2
     ros2 launch vsgg_nodes live_camera.launch.py camera:=video_source_node video:=/data/clip.mp4 loop:=true
     ros2 launch vsgg_nodes live_camera.launch.py params_file:=/robots/r1/scene_graph.yaml namespace:=r1
+    ros2 launch vsgg_nodes live_camera.launch.py publish_overlay:=true          # also the 'overlay' image topic
 
 Both nodes run in ``namespace`` with relative topics; the camera's ``image_raw`` and the scene graph node's input
 are remapped to ``image_topic``. scene_graph_node reads its parameters from ``params_file`` (default

@@ -178,14 +178,23 @@ def image_to_bgr(msg, max_pixels: int) -> np.ndarray:
     return np.ascontiguousarray(img if order is None else img[:, :, order])
 
 
-def bgr_fields(img: np.ndarray, frame_id: str, stamp: tuple[int, int]) -> dict:
-    """sensor_msgs/Image fields of an (H, W, 3) uint8 BGR image (encoding bgr8, no row padding)."""
+def overlay_encoding(input_encoding: str) -> str:
+    """The encoding of an overlay drawn on an image of ``input_encoding``: the input's channel order without alpha
+    (rgb8, rgba8 -> rgb8; bgr8, bgra8 -> bgr8; mono8 -> bgr8, as the drawing is in colour)."""
+    return "rgb8" if str(input_encoding).lower() in ("rgb8", "rgba8") else "bgr8"
+
+
+def bgr_fields(img: np.ndarray, frame_id: str, stamp: tuple[int, int], encoding: str = "bgr8") -> dict:
+    """sensor_msgs/Image fields of an (H, W, 3) uint8 BGR image, written as ``encoding`` ('bgr8' as is, or 'rgb8'
+    with the channels swapped), no row padding."""
     if not (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3):
         raise ValueError(f"img: expected an (H, W, 3) uint8 array, got {getattr(img, 'shape', type(img))}")
+    if encoding not in ("bgr8", "rgb8"):
+        raise ValueError(f"encoding: {encoding!r} is not bgr8 or rgb8")
     h, w = img.shape[:2]
+    data = np.ascontiguousarray(img if encoding == "bgr8" else img[:, :, ::-1]).tobytes()
     return {"header": {"stamp": {"sec": int(stamp[0]), "nanosec": int(stamp[1])}, "frame_id": frame_id},
-            "height": h, "width": w, "encoding": "bgr8", "is_bigendian": 0, "step": w * 3,
-            "data": np.ascontiguousarray(img).tobytes()}
+            "height": h, "width": w, "encoding": encoding, "is_bigendian": 0, "step": w * 3, "data": data}
 
 
 # ---------------------------------------------------------------------------------------------- vision_msgs

@@ -61,7 +61,7 @@ CAMERAS = {
 }
 
 #: launch arguments passed to scene_graph_node as the parameter of the same name (when not '')
-SCENE_GRAPH_ARGS = ("model", "detector", "class_map", "config", "max_frame_age_s")
+SCENE_GRAPH_ARGS = ("model", "detector", "class_map", "config", "max_frame_age_s", "publish_overlay")
 
 ARGUMENTS = (
     LaunchArg("camera", "usb_cam", "camera driver node", tuple(CAMERAS)),
@@ -81,6 +81,8 @@ ARGUMENTS = (
     LaunchArg("class_map", "", "scene_graph_node: detector class -> model object label map"),
     LaunchArg("config", "", "scene_graph_node: EngineConfig YAML file"),
     LaunchArg("max_frame_age_s", "", "scene_graph_node: frames older than this (s) are dropped"),
+    LaunchArg("publish_overlay", "", "scene_graph_node: publish the 'overlay' image (boxes and relations drawn on "
+              "the frame; true/false)"),
 )
 DEFAULTS = {a.name: a.default for a in ARGUMENTS}
 

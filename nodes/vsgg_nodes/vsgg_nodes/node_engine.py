@@ -17,8 +17,13 @@ def filter_overrides(values: dict) -> list[str]:
     return [f"{k}={values[k]!r}" for k in FILTER_PARAMS if k in values]
 
 
-def build_engine(values: dict):
-    """(engine, class_index) from parameter values. class_index(class_id) -> object index or None (unmapped).
+MAX_REPORTED_CLASSES = 256  # class ids come from the network: the set of those already reported stays bounded
+
+
+def build_engine(values: dict, on_unknown: Callable[[str], None] | None = None):
+    """(engine, class_index) from parameter values. class_index(class_id) -> object index or None (unmapped);
+    ``on_unknown(class_id)`` is called the first time an unmapped class id is seen (for the first
+    MAX_REPORTED_CLASSES of them), so a log names each dropped class once.
 
     Raises ValueError / FileNotFoundError with the reason when a file or value is unusable."""
     from engine.config import load_engine_config
@@ -45,8 +50,15 @@ def build_engine(values: dict):
                           classes_file=values.get("classes") or cfg.detector.classes_file)
         detector = MappedDetector(OnnxDetector(det_cfg), objects, class_map)
 
+    reported: set[str] = set()
+
     def class_index(class_id: str) -> int | None:
         target = class_map.target_of(class_id) if class_map is not None else class_id
-        return objects.index(target) if target is not None and target in objects else None
+        if target is not None and target in objects:
+            return objects.index(target)
+        if on_unknown is not None and class_id not in reported and len(reported) < MAX_REPORTED_CLASSES:
+            reported.add(class_id)
+            on_unknown(class_id)
+        return None
 
     return Engine(cfg, objects, backend, detector), class_index

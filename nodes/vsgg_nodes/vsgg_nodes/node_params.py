@@ -57,6 +57,9 @@ SCENE_GRAPH_NODE = (
     ParamSpec("max_image_pixels", 3840 * 2160, "larger input images are logged and skipped", 1, 1 << 28),
     ParamSpec("snapshot_every", 1, "publish the transient-local graph snapshot every this many frames", 1, 10_000),
     ParamSpec("diagnostics_period_s", 1.0, "period (s) of the /diagnostics status", 0.1, 3600.0),
+    ParamSpec("publish_overlay", False, "publish 'overlay' (sensor_msgs/Image, the input's size, stamp and rgb/bgr "
+              "order): each processed frame with the tracked boxes, track ids and relations drawn; input 'image' "
+              "only. Off = nothing is drawn (drawing costs a few ms per frame)"),
     ParamSpec("filter.enter", 0.6, "smoothed score at or above which a relation may start", 0.0, 1.0, dynamic=True),
     ParamSpec("filter.exit", 0.4, "smoothed score below which an active relation ends (<= filter.enter)", 0.0, 1.0,
               dynamic=True),
@@ -77,6 +80,16 @@ VIDEO_SOURCE_NODE = (
 )
 
 NODES = {"scene_graph_node": SCENE_GRAPH_NODE, "video_source_node": VIDEO_SOURCE_NODE}
+
+
+def scene_graph_conflicts(values: dict) -> list[str]:
+    """Why a combination of scene_graph_node parameter values is refused (each value alone being valid); [] if
+    none. Checked at configure, before the engine is built, so the reason is the first thing logged."""
+    reasons = []
+    if values.get("publish_overlay") and values.get("input") == "detections":
+        # a Detection2DArray carries boxes, no pixels: there is no frame to draw on
+        reasons.append("publish_overlay: needs input 'image' (input 'detections' has no pixels to draw on)")
+    return reasons
 
 
 def spec_of(node: str, name: str) -> ParamSpec:

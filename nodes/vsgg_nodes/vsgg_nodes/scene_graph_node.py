@@ -12,12 +12,16 @@ Topics and services (relative names; remap them in the launch file):
 * ``graph_delta`` vsgg_msgs/SceneGraphDelta, reliable keep-last 100: one per processed frame, seq +1 each;
 * ``graph`` vsgg_msgs/SceneGraph, reliable transient-local depth 1: the latest graph (late joiners get it at once);
 * ``/diagnostics`` diagnostic_msgs/DiagnosticArray: input/processed rates, latency, dropped frames, epoch, seq;
+* ``overlay`` sensor_msgs/Image, only with ``publish_overlay`` (input 'image'; refused at configure with input
+  'detections', which has no pixels): each processed frame with the graph drawn (vsgg_nodes.overlay_output);
 * ``get_graph`` vsgg_msgs/GetSceneGraph and ``reset`` vsgg_msgs/ResetGraph.
 
-Inference runs on the node's own worker thread, never in an executor callback: the subscription callback only
-hands the newest message over (a one-slot mailbox; a frame still waiting when the next arrives is dropped and
-counted). Frames older than ``max_frame_age_s`` and malformed or oversized images are logged (throttled) and
-skipped; the node keeps running. ``filter.*`` thresholds can be changed at run time (checked as a FilterConfig).
+Inference and overlay drawing run on the node's own worker thread, never in an executor callback: the subscription
+callback only hands the newest message over (a one-slot mailbox; a frame still waiting when the next arrives is
+dropped and counted). Frames older than ``max_frame_age_s``, malformed or oversized images and Detection2DArrays
+with a non-finite or negative box or score are logged (throttled) and skipped; a detection class the class map does
+not know is dropped and logged once per class; the node keeps running. ``filter.*`` thresholds can be changed at
+run time (checked as a FilterConfig).
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ from vsgg_msgs.srv import GetSceneGraph, ResetGraph
 from vsgg_nodes import convert
 from vsgg_nodes.node_engine import FILTER_PARAMS, build_engine
 from vsgg_nodes.node_main import run_node
-from vsgg_nodes.node_params import SCENE_GRAPH_NODE
+from vsgg_nodes.node_params import SCENE_GRAPH_NODE, scene_graph_conflicts
 
 DELTA_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE)
 GRAPH_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -76,16 +80,18 @@ class SceneGraphNode(LifecycleNode):
         self._running = False
         self._worker = None
         self._ros = []                           # entities made on activate, destroyed on deactivate
+        self._overlay = None                     # OverlayOutput while active with publish_overlay
         self._stats = self._new_stats()
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self._bad:
-            self.get_logger().error("bad parameters: " + "; ".join(self._bad))
-            return TransitionCallbackReturn.FAILURE
         values = {s.name: self.get_parameter(s.name).value for s in SCENE_GRAPH_NODE}
+        bad = self._bad + scene_graph_conflicts(values)
+        if bad:
+            self.get_logger().error("bad parameters: " + "; ".join(bad))
+            return TransitionCallbackReturn.FAILURE
         try:
-            self.engine, self._class_index = build_engine(values)
+            self.engine, self._class_index = build_engine(values, on_unknown=self._on_unknown_class)
             self.engine.warmup()
         except (ValueError, FileNotFoundError, TypeError) as e:
             self.get_logger().error(f"configure failed: {e}")
@@ -110,6 +116,10 @@ class SceneGraphNode(LifecycleNode):
                      self.create_service(GetSceneGraph, "get_graph", self._on_get_graph),
                      self.create_service(ResetGraph, "reset", self._on_reset),
                      self.create_timer(p("diagnostics_period_s").value, self._publish_diagnostics)]
+        if p("publish_overlay").value:
+            from vsgg_nodes.overlay_output import OverlayOutput  # OpenCV loaded only when an overlay is wanted
+            self._overlay = OverlayOutput(self)
+            self._ros.append(self._overlay.pub)
         self._stats = self._new_stats()
         self._running = True
         self._worker = threading.Thread(target=self._work, name="vsgg-inference", daemon=True)
@@ -149,7 +159,7 @@ class SceneGraphNode(LifecycleNode):
                 self.destroy_service(ent)
             else:
                 self.destroy_subscription(ent)
-        self._ros = []
+        self._ros, self._overlay = [], None
 
     # ------------------------------------------------------------------------------------------ input
     def _on_input(self, msg) -> None:
@@ -199,8 +209,17 @@ class SceneGraphNode(LifecycleNode):
         st["processed"] += 1
         if st["processed"] % self.get_parameter("snapshot_every").value == 0:
             self._graph_pub.publish(self._kit.graph(convert.graph_fields(res.graph, frame_id, stamp)))
+        if self._overlay is not None:
+            try:
+                self._overlay.publish(res.graph, frame, msg.encoding, frame_id, stamp)
+            except (ValueError, TypeError) as e:  # a frame without overlay, never a stopped worker
+                log.error(f"overlay skipped: {e}", throttle_duration_sec=5.0)
         self._frame_id, self._stamp = frame_id, stamp
         st["latency_ms"].append((time.monotonic() - t_in) * 1e3)
+
+    def _on_unknown_class(self, class_id: str) -> None:
+        self.get_logger().warning(f"detections of class {class_id!r} dropped: no object of the relation model "
+                                  f"(class_map '{self.get_parameter('class_map').value}'); reported once")
 
     # ------------------------------------------------------------------------------------------ services
     def _on_get_graph(self, request, response):
