@@ -66,8 +66,9 @@ class TrackerConfig:
 class GraphConfig:
     """How the scene graph is published. Tolerances make deltas small: an entity is re-sent only when its box moved
     more than ``box_tolerance_px`` (any corner, pixels) or its score changed more than ``score_tolerance``; a relation
-    only when its score changed more than ``score_tolerance``. 0 means every change is sent. The defaults keep a
-    subscriber's boxes within 2 px and scores within 0.05 of the engine's (detector noise is larger than that)."""
+    only when its score or its uncertainty changed more than ``score_tolerance``. 0 means every change is sent. The
+    defaults keep a subscriber's boxes within 2 px and scores within 0.05 of the engine's (detector noise is larger
+    than that)."""
 
     box_tolerance_px: float = 2.0
     score_tolerance: float = 0.05

@@ -172,7 +172,8 @@ class Engine:
             up_r, rm_r = self._pub.delta(self.store.subject_ids, self.store.object_ids, self.filter.active,
                                          self.filter.smoothed, self.filter.start_time,
                                          np.fromiter(ents, np.int64, len(ents)), self.predicates.names,
-                                         g.score_tolerance, observed_rows=observed)
+                                         g.score_tolerance, observed_rows=observed,
+                                         uncertainty=self.filter.uncertainty)
             delta = GraphDelta(self.epoch, self.published.seq + 1, float(t), up_e, rm_e, up_r, rm_r)
             held = self.published.relations
             changes += [RelationChange(UPDATED, r.subject_id, r.predicate, r.object_id, float(t), r.start_time,
@@ -253,13 +254,13 @@ class Engine:
             b = tracks.boxes_xyxy
             feats = pair_features(b[si], b[oi], past[si], past[oi], dt[si], dt[oi], self.image_wh)
         with timer.stage("model"):
-            window, valid, prev = self.store.state(rows)
-            scores, (window, valid, prev) = self.backend.step(
+            out = self.backend.step_outputs(
                 (feats, tracks.labels[si].astype(np.int64), tracks.labels[oi].astype(np.int64)),
-                (window, valid, prev))
-            self.store.write(rows, window, valid, prev)
+                self.store.state(rows))
+            self.store.write(rows, *out.state)
         with timer.stage("filter"):
-            changes += self._changes(self.filter.update(rows, scores, t))
+            # the uncertainty (None for models without one) rides along unsmoothed: published as of this frame
+            changes += self._changes(self.filter.update(rows, out.scores, t, out.uncertainty))
         return rows, changes
 
     def current_relations(self) -> list[Relation]:
@@ -275,7 +276,7 @@ class Engine:
             if key is None:
                 continue
             out.append(Relation(key[0], self.predicates.names[c], key[1], float(self.filter.smoothed[r, c]),
-                                start_time=float(self.filter.start_time[r, c])))
+                                float(self.filter.uncertainty[r, c]), float(self.filter.start_time[r, c])))
         return out
 
     def _changes(self, events) -> list[RelationChange]:
@@ -284,5 +285,5 @@ class Engine:
             key = self.store.keys[e.row]
             if key is not None:
                 out.append(RelationChange(e.kind, key[0], self.predicates.names[e.predicate], key[1], e.t,
-                                          e.start_time, e.score))
+                                          e.start_time, e.score, e.uncertainty))
         return out

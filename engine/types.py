@@ -167,7 +167,9 @@ class Entity:
 class Relation:
     """A directed relation ``subject --predicate--> object`` between two entities.
 
-    score: confidence in [0, 1]. uncertainty: optional spread of the score (NaN when the model gives none).
+    score: confidence in [0, 1]. uncertainty: the model's own uncertainty of the score, dimensionless in [0, 1]
+    (``engine.relate.relation_io.UNCERTAINTY``), as of the frame the relation was last published; NaN when the
+    model gives none.
     start_time: time (s) the relation started to hold (per the relation filter).
     """
 

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from engine.relate.relation_io import (INPUT_NAMES, INPUTS, IO_VERSION, METADATA_KEY, OUTPUT_NAMES, PAIRS, SIDECAR_FORMAT,
-                                SIDECAR_VERSION, ModelInfo, encode_array, metadata_json, read_model_info,
-                                sha256_file, sidecar_path)
+                                SIDECAR_VERSION, UNCERTAINTY, ModelInfo, encode_array, metadata_json,
+                                read_model_info, sha256_file, sidecar_path)
 from offline_train.checkpoint import CheckpointMeta
 from offline_train.embeddings import MODEL_NAME as EMBEDDING_MODEL
 
@@ -35,14 +35,22 @@ EXPORTER = "torch.onnx.export(dynamo=True, dynamic_shapes)"
 
 
 class StepGraph(nn.Module):
-    """forward_step with the spec's argument names (torch.export keys dynamic_shapes by them)."""
+    """forward_step with the spec's argument names (torch.export keys dynamic_shapes by them); a model with an
+    uncertainty output (``model.has_uncertainty``) adds it as a fifth output, ``relation_io.UNCERTAINTY``."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, feats, subj_label, obj_label, window, window_valid, prev_out):
-        return self.model.forward_step(feats, subj_label, obj_label, window, window_valid, prev_out)
+        step = self.model.forward_step_uncertainty if model_outputs(self.model) != OUTPUT_NAMES else \
+            self.model.forward_step
+        return step(feats, subj_label, obj_label, window, window_valid, prev_out)
+
+
+def model_outputs(model: nn.Module) -> tuple[str, ...]:
+    """The graph outputs ``model`` exports: the spec's four, plus 'uncertainty' for a Bayesian head."""
+    return OUTPUT_NAMES + ((UNCERTAINTY.name,) if getattr(model, "has_uncertainty", False) else ())
 
 
 def _version(pkg: str) -> str:
@@ -56,6 +64,7 @@ def build_sidecar(model: nn.Module, meta: CheckpointMeta, max_pairs: int) -> dic
     """The side-car mapping of ``model`` (a StreamingRelationModel) and its checkpoint meta, without file hashes."""
     return json.loads(json.dumps({
         "format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION, "io_version": IO_VERSION,
+        "outputs": list(model_outputs(model)),
         "model_version": int(meta.model_version), "feature_version": int(meta.feature_version),
         "num_features": int(meta.num_features), "feature_lag": int(meta.config["feature_lag"]),
         "window": int(model.window), "d_model": int(model.d_model), "max_pairs": int(max_pairs),
@@ -138,9 +147,8 @@ def export_onnx(model: nn.Module, meta: CheckpointMeta, out_path: str | Path,
         pairs = torch.export.Dim(PAIRS, min=0, max=max_pairs)
         with torch.no_grad(), _quiet_exporter():
             program = torch.onnx.export(graph, args, dynamo=True, input_names=list(INPUT_NAMES),
-                                        output_names=list(OUTPUT_NAMES), dynamic_shapes={s.name: {0: pairs}
-                                                                                         for s in INPUTS},
-                                        verbose=False)
+                                        output_names=list(model_outputs(model)),
+                                        dynamic_shapes={s.name: {0: pairs} for s in INPUTS}, verbose=False)
     finally:
         model.train(was_training)
     proto = program.model_proto

@@ -2,8 +2,8 @@
 
 ``step_parity`` runs the torch ``forward_step`` and an engine backend side by side for several pair counts, each
 over several steps where both sides carry their *own* state (so drift would accumulate), and reports the max
-absolute difference per output. ``eval_report_parity`` runs `vsgg eval` on a checkpoint and on its export and
-compares the reports. ``random_checkpoint`` writes a random-weight checkpoint, for checks and benchmarks that must
+absolute difference per output (the optional ``uncertainty`` output too, where the model has one).
+``eval_report_parity`` runs `vsgg eval` on a checkpoint and on its export and compares the reports. ``random_checkpoint`` writes a random-weight checkpoint, for checks and benchmarks that must
 not wait for a trained model.
 """
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.backends.base import RelationBackend, RelationInputs, RelationState
+from engine.backends.base import RelationBackend, RelationInputs, RelationOutputs, RelationState
 from engine.config import to_dict
 from engine.relate.features import FEATURE_VERSION, NUM_FEATURES
-from engine.relate.relation_io import OUTPUT_NAMES
+from engine.relate.relation_io import OUTPUT_NAMES, UNCERTAINTY
 from engine.vocab import builtin
 from offline_train.checkpoint import CheckpointMeta, save_checkpoint
 from offline_train.models import MODEL_VERSION, ModelConfig, build_model
@@ -33,18 +33,22 @@ class ParityError(AssertionError):
 
 @dataclass
 class ParityReport:
-    """rows: one per (pairs, step): {'pairs', 'step', <output name>: max abs diff}."""
+    """rows: one per (pairs, step): {'pairs', 'step', <output name>: max abs diff} for every output compared."""
 
     rows: list[dict] = field(default_factory=list)
 
+    @staticmethod
+    def _diffs(row: dict) -> list[float]:
+        return [v for k, v in row.items() if k not in ("pairs", "step")]
+
     @property
     def max_abs_diff(self) -> float:
-        return max((r[n] for r in self.rows for n in OUTPUT_NAMES), default=0.0)
+        return max((d for r in self.rows for d in self._diffs(r)), default=0.0)
 
     def summary(self) -> str:
         by_p: dict[int, float] = {}
         for r in self.rows:
-            by_p[r["pairs"]] = max(by_p.get(r["pairs"], 0.0), *(r[n] for n in OUTPUT_NAMES))
+            by_p[r["pairs"]] = max(by_p.get(r["pairs"], 0.0), *self._diffs(r))
         steps = max((r["step"] for r in self.rows), default=-1) + 1
         return (f"max abs diff {self.max_abs_diff:.2e} over {steps} steps; per pair count: "
                 + ", ".join(f"{p}: {d:.1e}" for p, d in sorted(by_p.items())))
@@ -68,9 +72,18 @@ def random_state(window: int, d_model: int, pairs: int, rng: np.random.Generator
 
 def torch_step(model: torch.nn.Module, inputs, state) -> tuple[np.ndarray, RelationState]:
     """The reference: the torch model's forward_step on numpy inputs (eval mode, no grad)."""
+    out = torch_step_outputs(model, inputs, state)
+    return out.scores, out.state
+
+
+def torch_step_outputs(model: torch.nn.Module, inputs, state) -> RelationOutputs:
+    """As torch_step, plus the uncertainty output (P, C) in [0, 1) of a model that has one (else None): what a
+    backend's ``step_outputs`` must give for the exported file."""
     with torch.inference_mode():
-        out = model.forward_step(*(torch.from_numpy(np.ascontiguousarray(a)) for a in (*inputs, *state)))
-    return out[0].numpy(), RelationState(*(o.numpy() for o in out[1:]))
+        args = [torch.from_numpy(np.ascontiguousarray(a)) for a in (*inputs, *state)]
+        with_u = getattr(model, "has_uncertainty", False)
+        out = [o.numpy() for o in (model.forward_step_uncertainty if with_u else model.forward_step)(*args)]
+    return RelationOutputs(out[0], RelationState(*out[1:4]), out[4] if with_u else None)
 
 
 def step_parity(model: torch.nn.Module, backend: RelationBackend, pair_counts=PARITY_PAIRS, steps: int = 4,
@@ -83,10 +96,18 @@ def step_parity(model: torch.nn.Module, backend: RelationBackend, pair_counts=PA
         ref_state = got_state = random_state(info.window, info.d_model, p, rng)
         for k in range(steps):
             inputs = random_step(info.num_features, len(info.objects), p, rng)
-            ref_scores, ref_state = torch_step(model, inputs, ref_state)
-            got_scores, got_state = backend.step(inputs, got_state)
+            ref = torch_step_outputs(model, inputs, ref_state)
+            got = backend.step_outputs(inputs, got_state)
+            ref_state, got_state = ref.state, got.state
+            if (ref.uncertainty is None) != (got.uncertainty is None):
+                which = "torch has it, the model file lacks it" if got.uncertainty is None else \
+                    "the model file has it, torch lacks it"
+                raise ParityError(f"output '{UNCERTAINTY.name}': {which} ({backend.name})")
+            compared = list(zip(OUTPUT_NAMES, (ref.scores, *ref.state), (got.scores, *got.state)))
+            if ref.uncertainty is not None:
+                compared.append((UNCERTAINTY.name, ref.uncertainty, got.uncertainty))
             row = {"pairs": p, "step": k}
-            for name, a, b in zip(OUTPUT_NAMES, (ref_scores, *ref_state), (got_scores, *got_state)):
+            for name, a, b in compared:
                 if a.shape != b.shape:
                     raise ParityError(f"{name} at {p} pairs: shape {b.shape}, torch gives {a.shape}")
                 row[name] = float(np.abs(a - b).max()) if a.size else 0.0

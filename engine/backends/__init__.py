@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from engine.backends.base import BackendUnavailable, RelationBackend, RelationInputs, RelationState
+from engine.backends.base import BackendUnavailable, RelationBackend, RelationInputs, RelationOutputs, RelationState
 from engine.config import RelationBackendConfig
 from engine.relate.relation_io import ModelFileError, ModelInfo, read_model_info
 
-__all__ = ["BackendUnavailable", "RelationBackend", "RelationInputs", "RelationState", "CHAIN",
+__all__ = ["BackendUnavailable", "RelationBackend", "RelationInputs", "RelationOutputs", "RelationState", "CHAIN",
            "load_relation_backend", "make_backend", "default_engine_path"]
 
 log = logging.getLogger(__name__)

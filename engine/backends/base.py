@@ -34,11 +34,21 @@ class RelationState(NamedTuple):
     prev_out: np.ndarray
 
 
-class RelationBackend(ABC):
-    """step(inputs, state) -> (scores (P, C) float32 probabilities, new RelationState). Thread use: one at a time.
+class RelationOutputs(NamedTuple):
+    """One step's outputs: scores (P, C) float32 probabilities, the new RelationState, and uncertainty (P, C)
+    float32 in [0, 1) (relation_io.UNCERTAINTY, dimensionless) or None when the model has no such output."""
 
-    Attributes: ``info`` (the model's ModelInfo: vocabularies, feature_lag, window, d_model), ``name`` (e.g.
-    "ort-cpu"), ``max_pairs`` (largest P accepted).
+    scores: np.ndarray
+    state: RelationState
+    uncertainty: np.ndarray | None
+
+
+class RelationBackend(ABC):
+    """step(inputs, state) -> (scores (P, C) float32 probabilities, new RelationState); ``step_outputs`` also gives
+    the optional uncertainty. Thread use: one at a time.
+
+    Attributes: ``info`` (the model's ModelInfo: vocabularies, feature_lag, window, d_model, outputs), ``name``
+    (e.g. "ort-cpu"), ``max_pairs`` (largest P accepted).
     """
 
     info: ModelInfo
@@ -51,18 +61,26 @@ class RelationBackend(ABC):
         inputs: (feats, subj_label, obj_label); state: (window, window_valid, prev_out), row-aligned with inputs.
         Bad shapes, dtypes, label indices or P > max_pairs raise ValueError/TypeError naming the tensor.
         """
+        out = self.step_outputs(inputs, state)
+        return out.scores, out.state
+
+    def step_outputs(self, inputs, state) -> RelationOutputs:
+        """As ``step``, plus the model's uncertainty output where its file has one (``info.has_uncertainty``)."""
         feed = self.validate(inputs, state)
         if len(feed["feats"]) == 0 and self._skip_empty:
             c = len(self.info.predicates)
-            return np.zeros((0, c), np.float32), RelationState(*(feed[s.name] for s in STATE_INPUTS))
-        scores, window, valid, prev = self._run(feed)
-        return scores, RelationState(window, valid, prev)
+            unc = np.zeros((0, c), np.float32) if self.info.has_uncertainty else None
+            return RelationOutputs(np.zeros((0, c), np.float32), RelationState(*(feed[s.name] for s in STATE_INPUTS)),
+                                   unc)
+        out = self._run(feed)
+        return RelationOutputs(out[0], RelationState(*out[1:4]), out[4] if self.info.has_uncertainty else None)
 
     _skip_empty = False  # True where the runtime cannot take P = 0 (TensorRT profiles start at 1)
 
     @abstractmethod
-    def _run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Run validated, contiguous inputs keyed by relation_io.INPUT_NAMES; return the four outputs in order."""
+    def _run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        """Run validated, contiguous inputs keyed by relation_io.INPUT_NAMES; return the outputs in the order of
+        ``info.outputs`` (the four of every model, then ``uncertainty`` where the file has it)."""
 
     def initial_state(self, pairs: int) -> RelationState:
         """Zero state for ``pairs`` new pairs."""

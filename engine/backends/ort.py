@@ -14,7 +14,7 @@ import logging
 import numpy as np
 
 from engine.backends.base import BackendUnavailable, RelationBackend
-from engine.relate.relation_io import OUTPUT_NAMES, ModelFileError, ModelInfo, check_io_signature, check_metadata
+from engine.relate.relation_io import ModelFileError, ModelInfo, check_io_signature, check_metadata
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class OrtRelationBackend(RelationBackend):
             sig[kind] = {a.name: (tuple(d if isinstance(d, int) else None for d in a.shape),
                                   _ORT_TYPES.get(a.type, np.void)) for a in args}
         check_io_signature(sig["in"], sig["out"], info, str(info.path))
-        self._output_names = list(OUTPUT_NAMES)
+        self._output_names = list(info.outputs)  # 'uncertainty' after the four where the side-car lists it
 
     @property
     def providers(self) -> tuple[str, ...]:

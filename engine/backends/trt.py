@@ -18,7 +18,7 @@ import numpy as np
 
 from engine.backends.base import BackendUnavailable, RelationBackend
 from engine.backends.cuda_driver import CudaDriver, cuda_device_count
-from engine.relate.relation_io import (INPUTS, OUTPUTS, PAIRS, ModelFileError, ModelInfo, check_io_signature,
+from engine.relate.relation_io import (INPUTS, PAIRS, ModelFileError, ModelInfo, check_io_signature,
                                 read_model_info)
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class TrtRelationBackend(RelationBackend):
         self._dtypes = self._check_io(trt)
         sizes = {**info.dims, PAIRS: self.max_pairs}
         self._buffers = {}
-        for spec in INPUTS + OUTPUTS:
+        for spec in INPUTS + info.output_specs:  # 'uncertainty' too where the side-car lists it
             n = int(np.prod(spec.shape(sizes))) * np.dtype(self._dtypes[spec.name]).itemsize
             self._buffers[spec.name] = self._driver.alloc(n)
             self._context.set_tensor_address(spec.name, self._buffers[spec.name])
@@ -129,8 +129,9 @@ class TrtRelationBackend(RelationBackend):
         if not self._context.execute_async_v3(self._driver.stream):
             raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
         shapes = self.info.shapes(p)
-        out = [np.empty(shapes[s.name], self._dtypes[s.name]) for s in OUTPUTS]
-        for spec, host in zip(OUTPUTS, out):
+        specs = self.info.output_specs  # the order of info.outputs, as RelationBackend._run returns them
+        out = [np.empty(shapes[s.name], self._dtypes[s.name]) for s in specs]
+        for spec, host in zip(specs, out):
             self._driver.to_host(host, self._buffers[spec.name])
         self._driver.sync()
         return tuple(o.astype(np.float32, copy=False) for o in out)

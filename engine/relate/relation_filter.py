@@ -13,11 +13,16 @@ Frames where a pair is not observed (an entity missed by the detector) leave its
 is not evidence of absence. Rows are evicted with their tracks by the caller (``PairStore``), which ends their
 active relations.
 
+Beside the smoothed score the filter keeps the model's uncertainty of each (pair, predicate) at the pair's latest
+observation, *not* smoothed: a relation published or updated at time t carries the uncertainty the model gave its
+predicate at t (NaN when the model has no uncertainty output), next to the smoothed score.
+
 ``FilterConfig(tau_s=0, enter=t, exit=t, min_duration_s=0)`` is the unfiltered baseline (plain thresholding),
 used to measure flicker with the same code.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +36,7 @@ STARTED, UPDATED, ENDED = "started", "updated", "ended"
 class RelationEvent:
     """kind: 'started' | 'ended' ('updated' comes from the engine, when a held relation's published score moves).
     row: pair-store row; predicate: index; t: event time (s); start_time (s);
-    score: smoothed score at the event."""
+    score: smoothed score at the event; uncertainty: the model's at the pair's latest observation (NaN: none)."""
 
     kind: str
     row: int
@@ -39,6 +44,7 @@ class RelationEvent:
     t: float
     start_time: float
     score: float
+    uncertainty: float = math.nan
 
 
 class RelationFilter:
@@ -52,6 +58,7 @@ class RelationFilter:
         self.pending_since = np.full(shape, np.nan)   # time s first crossed enter while inactive
         self.start_time = np.zeros(shape)
         self.last_t = np.full(capacity, np.nan)         # last time each row was observed
+        self.uncertainty = np.full(shape, np.nan, np.float32)  # the model's, at each row's last observation
         # flicker accounting (toggles of the active flag, and active relation-seconds)
         self.toggles = 0
         self.active_seconds = 0.0
@@ -61,11 +68,15 @@ class RelationFilter:
         self.active[rows] = False
         self.pending_since[rows] = np.nan
         self.last_t[rows] = np.nan
+        self.uncertainty[rows] = np.nan
 
-    def update(self, rows: np.ndarray, scores: np.ndarray, t: float) -> list[RelationEvent]:
-        """Feed scores (N, C) in [0, 1] observed at time t (s) for pair ``rows`` (N,). Returns lifecycle events."""
+    def update(self, rows: np.ndarray, scores: np.ndarray, t: float,
+               uncertainty: np.ndarray | None = None) -> list[RelationEvent]:
+        """Feed scores (N, C) in [0, 1] observed at time t (s) for pair ``rows`` (N,), and the model's uncertainty
+        (N, C) in [0, 1] of the same frame (None: the model gives none, stored as NaN). Returns lifecycle events."""
         if len(rows) == 0:
             return []
+        self.uncertainty[rows] = np.nan if uncertainty is None else uncertainty
         cfg = self.cfg
         last = self.last_t[rows]
         fresh = np.isnan(last)
@@ -89,10 +100,11 @@ class RelationFilter:
         ends = act & (s < cfg.exit)
         events = []
         for i, c in zip(*np.nonzero(starts)):
-            events.append(RelationEvent(STARTED, int(rows[i]), int(c), t, float(new_pend[i, c]), float(s[i, c])))
+            events.append(RelationEvent(STARTED, int(rows[i]), int(c), t, float(new_pend[i, c]), float(s[i, c]),
+                                        float(self.uncertainty[rows[i], c])))
         for i, c in zip(*np.nonzero(ends)):
             events.append(RelationEvent(ENDED, int(rows[i]), int(c), t, float(self.start_time[rows[i], c]),
-                                        float(s[i, c])))
+                                        float(s[i, c]), float(self.uncertainty[rows[i], c])))
         st = self.start_time[rows]
         st = np.where(starts, new_pend, st)
         self.start_time[rows] = st
@@ -104,7 +116,7 @@ class RelationFilter:
     def end_rows(self, rows: np.ndarray, t: float) -> list[RelationEvent]:
         """End every active relation of ``rows`` (their pair died) and clear the rows."""
         events = [RelationEvent(ENDED, int(rows[i]), int(c), t, float(self.start_time[rows[i], c]),
-                                float(self.smoothed[rows[i], c]))
+                                float(self.smoothed[rows[i], c]), float(self.uncertainty[rows[i], c]))
                   for i, c in zip(*np.nonzero(self.active[rows]))]
         self.toggles += len(events)
         self.reset_rows(rows)

@@ -17,6 +17,17 @@ probabilities in [0, 1] indexed by its predicate vocabulary. ``history`` = windo
 per pair and carried by the caller: feed a pair's ``next_*`` outputs back as its inputs the next time the pair is
 scored; a new pair starts from zeros (``initial_state``).
 
+Optional output (I/O version 2), present only where the side-car's ``outputs`` lists it:
+
+    uncertainty        (pairs, num_predicates)   float32, dimensionless in [0, 1): how much the model's own
+                       spread flattens each score; 0 = none. FReMuRe's Bayesian head writes
+                       u = 1 - 1/sqrt(1 + pi sigma^2 / 8) (sigma^2: the logit's variance; definition and reason in
+                       ``offline_train.models.fremure.BayesianRelationHead.published_uncertainty``).
+
+Versions: this code writes I/O version 2 and reads 1 and 2. A version-1 file has the four outputs above and no
+``outputs`` field; a version-2 side-car must list its graph's outputs in ``outputs`` (the four, optionally followed
+by ``uncertainty``), and ``check_io_signature`` refuses a graph whose outputs differ from that list.
+
 A model file ``relation.onnx`` (or a TensorRT ``*.engine``) travels with a JSON side-car (``relation.json``,
 ``relation.engine.json``) that names the model, its vocabularies, embedding tables, training config, the versions
 that made it and the SHA-256 of the file. The same JSON minus the hash is stored in the ONNX ``metadata_props``
@@ -36,7 +47,8 @@ import numpy as np
 from engine.file_hash import sha256_file
 from engine.relate.features import FEATURE_VERSION, NUM_FEATURES
 
-IO_VERSION = 1                        # bump when names, shapes, dtypes or meaning of the tensors below change
+IO_VERSION = 2                        # bump when names, shapes, dtypes or meaning of the tensors below change
+READ_IO_VERSIONS = (1, 2)             # 2 added the optional 'uncertainty' output; version-1 files still run
 SIDECAR_FORMAT = "vsgg-relation-model"
 SIDECAR_VERSION = 1
 METADATA_KEY = "vsgg.relation_model"  # ONNX metadata_props key holding the side-car JSON (without the file hash)
@@ -76,8 +88,10 @@ OUTPUTS = (
     TensorSpec("next_window_valid", (PAIRS, "history"), "float32"),
     TensorSpec("next_prev_out", (PAIRS, "d_model"), "float32"),
 )
+UNCERTAINTY = TensorSpec("uncertainty", (PAIRS, "num_predicates"), "float32")
+OPTIONAL_OUTPUTS = (UNCERTAINTY,)     # after OUTPUTS, in this order, where the side-car lists them
 INPUT_NAMES = tuple(s.name for s in INPUTS)
-OUTPUT_NAMES = tuple(s.name for s in OUTPUTS)
+OUTPUT_NAMES = tuple(s.name for s in OUTPUTS)   # the outputs every model has
 STEP_INPUTS = INPUTS[:3]   # per-frame inputs: feats, subj_label, obj_label
 STATE_INPUTS = INPUTS[3:]  # state in: window, window_valid, prev_out
 STATE_OUTPUTS = OUTPUTS[1:]  # state out, same order as STATE_INPUTS
@@ -99,6 +113,17 @@ class ModelInfo:
     predicates: tuple[str, ...]
     groups: tuple                  # ((name, 'sigmoid'|'softmax', (predicate indices...)), ...)
     sidecar: dict                  # the whole side-car JSON (training config, versions, tables, hashes)
+    io_version: int = IO_VERSION
+    outputs: tuple[str, ...] = OUTPUT_NAMES   # the graph's outputs in order: OUTPUT_NAMES + optional ones
+
+    @property
+    def output_specs(self) -> tuple[TensorSpec, ...]:
+        return OUTPUTS + tuple(s for s in OPTIONAL_OUTPUTS if s.name in self.outputs)
+
+    @property
+    def has_uncertainty(self) -> bool:
+        """True when the model file has the optional ``uncertainty`` output."""
+        return UNCERTAINTY.name in self.outputs
 
     @property
     def dims(self) -> dict[str, int]:
@@ -109,7 +134,7 @@ class ModelInfo:
     def shapes(self, pairs: int) -> dict[str, tuple[int, ...]]:
         """Concrete shape of every input and output tensor for ``pairs`` pairs."""
         sizes = {**self.dims, PAIRS: pairs}
-        return {s.name: s.shape(sizes) for s in INPUTS + OUTPUTS}
+        return {s.name: s.shape(sizes) for s in INPUTS + self.output_specs}
 
     def initial_state(self, pairs: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Zero state of ``pairs`` new pairs: window (P, L-1, d), window_valid (P, L-1), prev_out (P, d) float32."""
@@ -203,9 +228,13 @@ def parse_sidecar(j, path: Path, where: str) -> ModelInfo:
     if j.get("format_version") != SIDECAR_VERSION:
         raise ModelFileError(f"{where}: side-car format version {j.get('format_version')!r}; this vsgg reads "
                              f"version {SIDECAR_VERSION}. Re-export the model with this vsgg (vsgg export).")
-    if j.get("io_version") != IO_VERSION:
-        raise ModelFileError(f"{where}: model I/O version {j.get('io_version')!r}; this engine runs version "
-                             f"{IO_VERSION}. Re-export the model with this vsgg (vsgg export).")
+    iov = j.get("io_version")
+    if type(iov) is not int or iov not in READ_IO_VERSIONS:  # type(): True and 1.0 equal 1 but are no version
+        newer = type(iov) is int and iov > IO_VERSION
+        raise ModelFileError(f"{where}: model I/O version {iov!r}; this engine runs versions "
+                             f"{' and '.join(map(str, READ_IO_VERSIONS))}. " + (
+                                 "The model was made by a newer vsgg: upgrade vsgg, or re-export it with this one."
+                                 if newer else "Re-export the model with this vsgg (vsgg export)."))
     fv, nf = _field(j, "feature_version", int, where), _field(j, "num_features", int, where)
     if fv != FEATURE_VERSION or nf != NUM_FEATURES:
         raise ModelFileError(f"{where}: model made for pair-feature version {fv} ({nf} features); this engine "
@@ -228,7 +257,23 @@ def parse_sidecar(j, path: Path, where: str) -> ModelInfo:
             raise ModelFileError(f"{where}: embedding_tables.{which} must be a ({n}, E) array")
     return ModelInfo(path=path, objects=tuple(objects), predicates=tuple(predicates),
                      groups=_groups(j.get("groups"), len(predicates), where),
-                     feature_version=fv, num_features=nf, sidecar=j, **ints)
+                     feature_version=fv, num_features=nf, sidecar=j, io_version=iov,
+                     outputs=_outputs(j, iov, where), **ints)
+
+
+def _outputs(j: dict, iov: int, where: str) -> tuple[str, ...]:
+    """The graph outputs a side-car declares: version 1 has the fixed four, version 2 lists them in 'outputs'."""
+    if iov == 1:
+        if "outputs" in j:
+            raise ModelFileError(f"{where}: field 'outputs' belongs to I/O version 2, the side-car says version 1")
+        return OUTPUT_NAMES
+    names = _field(j, "outputs", list, where)
+    known = OUTPUT_NAMES + tuple(s.name for s in OPTIONAL_OUTPUTS)
+    canonical = tuple(n for n in known if n in names)
+    if len(set(names)) != len(names) or set(names) - set(known) or canonical[:len(OUTPUT_NAMES)] != OUTPUT_NAMES:
+        raise ModelFileError(f"{where}: field 'outputs' {names} must hold {list(OUTPUT_NAMES)} plus any of "
+                             f"{[s.name for s in OPTIONAL_OUTPUTS]}, each once")
+    return canonical
 
 
 def read_model_info(path: str | Path | None, *, objects=None, predicates=None, check_hash: bool = True) -> ModelInfo:
@@ -303,11 +348,16 @@ def check_metadata(info: ModelInfo, metadata: dict[str, str] | None) -> None:
 
 
 def check_io_signature(inputs: dict, outputs: dict, info: ModelInfo, where: str) -> None:
-    """Graph I/O against the spec. inputs/outputs: {name: (shape with None/str for dynamic dims, numpy dtype)}."""
-    for kind, specs, got in (("input", INPUTS, inputs), ("output", OUTPUTS, outputs)):
-        if set(got) != {s.name for s in specs}:
-            raise ModelFileError(f"{where}: graph {kind}s {sorted(got)} do not match the I/O spec "
-                                 f"{[s.name for s in specs]} (version {IO_VERSION})")
+    """Graph I/O against the spec and the side-car's optional outputs. inputs/outputs: {name: (shape with None/str
+    for dynamic dims, numpy dtype)}."""
+    for kind, specs, got in (("input", INPUTS, inputs), ("output", info.output_specs, outputs)):
+        names = {s.name for s in specs}
+        if set(got) != names:
+            src = "the I/O spec" + (" and the side-car's 'outputs'" if kind == "output" else "")
+            why = [f"the graph lacks {n!r}" for n in sorted(names - set(got))] + [
+                f"the graph has {n!r}, which {src} do not list" for n in sorted(set(got) - names)]
+            raise ModelFileError(f"{where}: graph {kind}s {sorted(got)} do not match {src} "
+                                 f"{[s.name for s in specs]} (I/O version {info.io_version}): " + "; ".join(why))
         sizes = info.dims
         for s in specs:
             shape, dtype = got[s.name]

@@ -138,7 +138,8 @@ class BayesianRelationHead(RelationHead):
     of the Monte-Carlo mean probability, logit(mean_s sigmoid(z_s)) for sigmoid groups and log(mean_s softmax(z_s))
     for softmax groups, so the unchanged relation loss is the loss of the mean predictive probability.
     Inference: the mean probability by the probit approximation E[sigmoid(z)] ~ sigmoid(mu / sqrt(1 + pi sigma^2 / 8))
-    (deterministic, exportable); ``uncertainty(h)`` -> sigma^2 (N, C)."""
+    (deterministic, exportable); ``uncertainty(h)`` -> sigma^2 (N, C); ``published_uncertainty(h)`` -> the
+    exported ``uncertainty`` output in [0, 1) (N, C)."""
 
     def __init__(self, d_in: int, predicate_table: torch.Tensor, d_head: int, groups, samples: int,
                  pred_embed: nn.Module | None = None):
@@ -160,6 +161,18 @@ class BayesianRelationHead(RelationHead):
 
     def uncertainty(self, h: torch.Tensor) -> torch.Tensor:
         return self.moments(h)[1].exp()
+
+    def published_uncertainty(self, h: torch.Tensor) -> torch.Tensor:
+        """h (N, d_in) -> u (N, C) float, dimensionless in [0, 1): u = 1 - 1 / sqrt(1 + pi sigma^2 / 8).
+
+        1 - u is the factor by which the logit's variance sigma^2 (logit units squared) shrinks the mean logit in
+        the published probability, sigmoid(mu (1 - u)) (the probit approximation ``forward`` uses at inference).
+        Chosen because it reads directly against the score: u = 0, the score is the plain sigmoid(mu); u -> 1, the
+        variance has pulled the score to 0.5, whatever mu says. It grows monotonically with sigma^2 alone, like
+        1 - exp(-sigma^2), but means something about the published score, and unlike the predictive std of the
+        probability it needs no second approximation (the probability's closeness to 0.5 is the score's to say).
+        With log sigma^2 clamped to [-10, 6], u lies in [8.9e-6, 0.921]; u = 0.5 at sigma^2 = 24 / pi ~ 7.6."""
+        return 1.0 - torch.rsqrt(1.0 + (math.pi / 8.0) * self.uncertainty(h))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         mu, logvar = self.moments(h)

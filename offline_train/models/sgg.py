@@ -61,6 +61,19 @@ class StreamingRelationModel(nn.Module):
         return self.head.uncertainty(self.step_features(feats, subj_label, obj_label, window, window_valid,
                                                         prev_out)[0])
 
+    @property
+    def has_uncertainty(self) -> bool:
+        """True when the head has an exported uncertainty output (FReMuRe's Bayesian head)."""
+        return hasattr(self.head, "published_uncertainty")
+
+    def forward_step_uncertainty(self, feats, subj_label, obj_label, window, window_valid, prev_out):
+        """forward_step's four outputs plus a fifth, the head's ``published_uncertainty`` (P, C) in [0, 1): what
+        the exported graph's optional ``uncertainty`` output computes. Heads without one raise TypeError."""
+        if not self.has_uncertainty:
+            raise TypeError(f"{type(self.head).__name__} has no uncertainty output (model.fremure.head='bayes' has)")
+        h, new_window, new_valid, e_t = self.step_features(feats, subj_label, obj_label, window, window_valid, prev_out)
+        return self.head.scores(self.head(h)), new_window, new_valid, e_t, self.head.published_uncertainty(h)
+
     def initial_state(self, num_pairs: int):
         d, w = self.d_model, self.window - 1
         z = torch.zeros

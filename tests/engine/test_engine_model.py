@@ -9,7 +9,7 @@ from engine.graph.diff import apply, diff, empty_graph
 from engine.graph.build import quantize_relation
 from engine.graph.graph_json import graph_to_dict
 from engine.runtime import Engine
-from engine.types import Detections, SceneGraph
+from engine.types import Detections, Relation, SceneGraph
 from engine.vocab import Vocabulary, builtin
 
 
@@ -57,6 +57,10 @@ def churn(n_frames, max_live=5, seed=0, num_labels=35):
 
 @pytest.fixture(scope="module")
 def score_quantiles(backend, objects):
+    return observed_score_quantiles(backend, objects)
+
+
+def observed_score_quantiles(backend, objects) -> dict[int, float]:
     """Quantiles of the model's scores on the walker scene: the random model's scores sit in a narrow band, so
     filter thresholds that make relations come and go are taken from what it actually outputs."""
     eng = Engine(EngineConfig(filter=FilterConfig(tau_s=0.0, enter=1.0, exit=1.0, min_duration_s=0.0)), objects,
@@ -145,8 +149,9 @@ def _check_bounded(eng: Engine, cfg: EngineConfig) -> dict:
 
 def _state_bytes(eng: Engine) -> int:
     arrays = (eng.store.window, eng.store.window_valid, eng.store.prev_out, eng.filter.smoothed, eng.filter.active,
-              eng.filter.pending_since, eng.filter.start_time, eng.filter.last_t, eng.store.subject_ids,
-              eng.store.object_ids, eng._pub.score, eng._pub.start, eng._pub.subject_ids, eng._pub.object_ids)
+              eng.filter.pending_since, eng.filter.start_time, eng.filter.last_t, eng.filter.uncertainty,
+              eng.store.subject_ids, eng.store.object_ids, eng._pub.score, eng._pub.unc, eng._pub.start,
+              eng._pub.subject_ids, eng._pub.object_ids)
     return sum(a.nbytes for a in arrays) + eng.tracker.state_sizes()["state_bytes"]
 
 
@@ -200,21 +205,31 @@ def test_published_relations_equal_the_reference_diff(backend, objects, score_qu
                        pairs=PairsConfig(max_pairs=12, max_pair_states=16, max_entities=6),
                        graph=GraphConfig(box_tolerance_px=box_tol, score_tolerance=score_tol))
     eng = Engine(cfg, objects, backend)
+    n_rel, n_upd = check_published_against_reference_diff(eng, churn(600, max_live=7, seed=3), box_tol, score_tol)
+    assert n_rel > 100, "too few relations to test anything"
+    assert n_upd > 10 or score_tol > 0, "no updates"  # the random model's scores rarely move by 0.05
+
+
+def check_published_against_reference_diff(eng: Engine, frames, box_tol: float, score_tol: float) -> tuple[int, int]:
+    """Step ``eng`` through ``frames`` ((f, t, Detections) items); every frame its relation delta must equal what
+    diff() gives for the full graph of the filter's active relations (score and uncertainty), and its 'updated'
+    changes must be the re-sent held relations. Returns (relations summed over frames, updates)."""
     n_rel = n_upd = 0
-    for _, t, d in churn(600, max_live=7, seed=3):
+    for _, t, d in frames:
         prev = eng.published
         res = eng.step(d, t)
         ents = res.graph.entities
         rels = {r.key: quantize_relation(r) for r in eng.current_relations()
                 if r.subject_id in ents and r.object_id in ents}
         ref = diff(prev, SceneGraph(t, ents, rels, eng.epoch, prev.seq + 1), box_tol, score_tol)
-        assert res.delta.upsert_relations == ref.upsert_relations
+        assert res.delta.upsert_relations == ref.upsert_relations  # Relation equality: NaN uncertainty == NaN
         assert res.delta.remove_relations == ref.remove_relations
         assert set(res.graph.relations) == set(rels)
-        updated = {(c.subject_id, c.predicate, c.object_id): c.score for c in res.changes if c.kind == "updated"}
-        assert updated == {r.key: r.score for r in res.delta.upsert_relations if r.key in prev.relations}
+        updated = {(c.subject_id, c.predicate, c.object_id): Relation(c.subject_id, c.predicate, c.object_id,
+                                                                       c.score, c.uncertainty, c.start_time)
+                   for c in res.changes if c.kind == "updated"}
+        assert updated == {r.key: r for r in res.delta.upsert_relations if r.key in prev.relations}
         n_upd += len(updated)
         n_rel += len(res.graph.relations)
-    assert n_rel > 100, "too few relations to test anything"
-    assert n_upd > 10 or score_tol > 0, "no updates"  # the random model's scores rarely move by 0.05
     assert len(eng._pub) == len(eng.published.relations)
+    return n_rel, n_upd

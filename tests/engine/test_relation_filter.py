@@ -97,3 +97,21 @@ def test_first_observation_initialises_the_smoothing():
     f.end_rows(np.array([0]), 5.2)
     ev = f.update(np.array([0]), np.array([[0.875]], np.float32), 9.0)
     assert f.smoothed[0, 0] == 0.875 and [e.kind for e in ev] == [STARTED]
+
+
+def test_uncertainty_is_the_latest_frames_not_smoothed_and_rides_on_events():
+    """The score is smoothed, the model's uncertainty is kept as given at the row's latest observation (what the
+    engine publishes beside the score); a model without one (None) leaves NaN; ending or resetting clears it."""
+    f = RelationFilter(FilterConfig(tau_s=10.0, enter=0.5, exit=0.4, min_duration_s=0.0), 3, 2)
+    rows = np.array([0, 2])
+    ev = f.update(rows, np.array([[0.9, 0.1], [0.1, 0.1]], np.float32), 0.0,
+                  np.array([[0.25, 0.5], [0.75, 1.0]], np.float32))
+    assert [(e.kind, e.row, e.predicate, e.uncertainty) for e in ev] == [(STARTED, 0, 0, 0.25)]
+    f.update(rows, np.array([[0.0, 0.0], [0.0, 0.0]], np.float32), 0.1,
+             np.array([[0.125, 0.5], [0.0, 1.0]], np.float32))
+    assert f.smoothed[0, 0] > 0.5 and f.uncertainty[0, 0] == 0.125   # score smoothed, uncertainty as given
+    assert np.isnan(f.uncertainty[1]).all()                          # never observed
+    f.update(np.array([2]), np.array([[0.0, 0.0]], np.float32), 0.2)  # no uncertainty output
+    assert np.isnan(f.uncertainty[2]).all() and f.uncertainty[0, 0] == 0.125  # an unobserved row keeps its own
+    ended = f.end_rows(np.array([0]), 0.3)
+    assert [(e.kind, e.uncertainty) for e in ended] == [(ENDED, 0.125)] and np.isnan(f.uncertainty[0]).all()
