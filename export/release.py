@@ -45,6 +45,9 @@ def add_parser(parser: argparse.ArgumentParser):
     parser.add_argument("--threshold", type=float, default=None,
                         help="--meva: merge threshold of the evaluation (chosen on the val date, never on test)")
     parser.add_argument("--workers", type=int, default=2, help="--meva: evaluation worker processes")
+    parser.add_argument("--figures-only", action="store_true",
+                        help="--meva: keep the model folder's relation.onnx and re-measure its figures and card only "
+                             "(e.g. after an evaluation rule changed); --checkpoint must be the folder's checkpoint")
     parser.add_argument("--compare", nargs="*", default=(), metavar="NAME=CHECKPOINT",
                         help="--meva: other checkpoints measured on the same test dates for the card (e.g. "
                              "scratch=runs/meva_scratch/best)")
@@ -90,6 +93,8 @@ def run(args) -> int:
         raise ValueError(f"--heldout-videos must be >= 0, got {args.heldout_videos}")
     t0 = time.time()
     src, out = args.checkpoint, args.out
+    if args.figures_only:
+        return _refigure_meva(args, src, out, t0)
     model, meta = load_model(src)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint"
@@ -148,6 +153,25 @@ def run(args) -> int:
     print(f"wrote {out}: relation.onnx, relation.json, checkpoint/, release.json, MODEL_CARD.md "
           f"({time.time() - t0:.0f} s)")
     return 0
+
+
+def _refigure_meva(args, src: Path, out: Path, t0: float) -> int:
+    """--figures-only: the MEVA figures and card of an already released model, its ONNX file untouched."""
+    from engine.relate.relation_io import read_model_info
+    from offline_train.checkpoint import read_meta
+
+    if not args.meva:
+        raise ValueError("--figures-only re-measures a MEVA model: give --meva DIR")
+    if src.resolve() != (out / "checkpoint").resolve():
+        raise ValueError(f"--figures-only: --checkpoint must be {out / 'checkpoint'} (the released model's own), "
+                         f"got {src}")
+    old = out / "release.json"
+    if not old.is_file():
+        raise FileNotFoundError(f"--figures-only: {old} not found; release the model once without it")
+    prev = json.loads(old.read_text())
+    info = read_model_info(out / "relation.onnx")
+    figures = {k: prev[k] for k in ("checkpoint", "step_parity_max_abs_diff", "scoring") if k in prev}
+    return _release_meva(args, src, out, info, read_meta(src), figures, t0)
 
 
 def _meva_block(rep: dict) -> dict:

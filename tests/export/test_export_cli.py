@@ -89,3 +89,15 @@ def test_bench_model_bad_arguments(exported):
     for bad in (["--steps", "0"], ["--pairs", "0"], ["--threads", "0"]):
         with pytest.raises(ValueError, match="must be >= 1"):
             run(parser.parse_args(["--checkpoint", str(exported.checkpoint), *bad]))
+
+
+@pytest.mark.parametrize("extra, message", [
+    ([], "--figures-only re-measures a MEVA model: give --meva DIR"),
+    (["--meva", "nowhere"], "--figures-only: --checkpoint must be "),
+])
+def test_release_figures_only_argument_errors(exported, tmp_path, extra, message):
+    """--figures-only keeps a released model's ONNX file: it refuses anything but that folder's own checkpoint."""
+    r = vsgg("release", "--checkpoint", exported.checkpoint, "--out", tmp_path / "model", "--figures-only", *extra,
+             timeout=120)
+    assert r.returncode == 1 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "model").exists()
