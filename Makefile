@@ -48,9 +48,11 @@ default-model: $(STAMP)
 	$(BIN)/vsgg train --preset default --no-resume
 	$(BIN)/vsgg release --checkpoint runs/default/best --out engine/models/default
 
-# Train the real-data MEVA model (needs ../shared/data/meva or MEVA=path), then release it with its test-date figures.
+# Train the real-data MEVA model (needs ../shared/data/meva or MEVA=path), then release it with its test-date figures
+# under the merge rules chosen on the val date (offline_train.evaluate.MEVA_MERGE; for a new model, check its threshold
+# with `vsgg eval --meva DIR --split val --sweep ...` and pass MEVA_THRESHOLD=T).
 MEVA ?= ../shared/data/meva
-MEVA_THRESHOLD ?= 0.05
+MEVA_THRESHOLD ?= 0.03
 meva-model: $(STAMP)
 	$(BIN)/vsgg train --preset meva --no-resume train_data.paths=[$(MEVA)] val_data.paths=[$(MEVA)] \
 		run.out_dir=runs/meva
