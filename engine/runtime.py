@@ -4,12 +4,12 @@
 the tracker has a fixed number of slots, motion history is kept for at most ``pairs.max_entities`` entities, the
 pair store for at most ``pairs.max_pair_states`` pairs (least recently seen evicted), and everything belonging to a
 track is dropped when the tracker removes it.
+
+``Engine.set_predicates`` switches an open-vocabulary model to another predicate list between frames (see there).
 """
 from __future__ import annotations
 
-import math
 import uuid
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,37 +23,10 @@ from engine.relate.pairs import PairStore, select_pairs
 from engine.relate.relation_filter import UPDATED, RelationFilter
 from engine.stage_timer import StageTimer
 from engine.track.tracker import Tracker
-from engine.types import Detections, GraphDelta, Relation, SceneGraph, Tracks
+from engine.types import Detections, GraphDelta, Relation, RelationChange, SceneGraph, StepResult, Tracks
 from engine.vocab import Vocabulary
 
 STAGES = ("detector", "tracker", "pairs", "features", "model", "filter", "graph")
-
-
-@dataclass(frozen=True)
-class RelationChange:
-    """A relation lifecycle event at time t (s), with its start time (s) and score: kind 'started', 'updated' (a
-    held relation's published score or uncertainty moved beyond the graph's score tolerance) or 'ended'.
-    uncertainty: NaN when the model gives none."""
-
-    kind: str
-    subject_id: int
-    predicate: str
-    object_id: int
-    t: float
-    start_time: float
-    score: float
-    uncertainty: float = math.nan
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """What one ``Engine.step`` produced. ``delta`` takes the previous published graph to ``graph``."""
-
-    delta: GraphDelta
-    graph: SceneGraph
-    changes: tuple[RelationChange, ...]
-    timings_ms: dict
-    num_pairs: int
 
 
 class Engine:
@@ -92,6 +65,7 @@ class Engine:
         self.store = PairStore(p.max_pair_states, window, d_model)
         self.filter = RelationFilter(cfg.filter, p.max_pair_states, max(len(self.predicates), 1))
         self._pub = PublishedRelations(p.max_pair_states, max(len(self.predicates), 1))
+        self._scorer = None  # a PredicateScorer once set_predicates switched the list; None: the model's own scores
         self.reset()
 
     # ------------------------------------------------------------------------------------------ lifecycle
@@ -110,6 +84,8 @@ class Engine:
         self._first_seen: dict[int, float] = {}
         self._entity_rows: dict[int, tuple] = {}  # track id -> last (box, score, label) for held entities
         self._t: float | None = None
+        self._switched: tuple[set, list] = (set(), [])  # relation keys to remove and 'ended' changes to report
+        # in the next step, after a set_predicates (at most the published relations: bounded)
 
     def warmup(self) -> None:
         """Compile numba kernels and run the model once on dummy inputs, so the first real frame is not slow."""
@@ -123,11 +99,42 @@ class Engine:
         """The graph as published so far (what every up-to-date subscriber holds)."""
         return self.published
 
+    def set_predicates(self, names, table=None, *, embedding_model: str | None = None) -> tuple[RelationChange, ...]:
+        """Score relations against another predicate list from the next frame on, without retraining.
+
+        Needs an open-vocabulary model (an exported UASAN head: the ``pair_vector`` output). names: 1 to
+        ``engine.relate.open_vocab.MAX_PREDICATES`` (1,024) distinct printable names. table: their (C', E) float32
+        text embeddings (``vsgg embed-names``; E = the model's embedding dimension), or None to take names the
+        model was trained on from its side-car. embedding_model: the table's embedding model, checked where given.
+        Scores then come from the model's pair vectors in numpy (``engine.relate.open_vocab``) and relations are
+        published under the new names (graph, wire, JSON). Every error (ValueError/TypeError) leaves the engine
+        as it was.
+
+        At the switch every held relation ends: the returned 'ended' changes (time = the last frame's) are also
+        the first changes of the next ``step``, whose delta removes those relations; the relation filter starts
+        afresh (a kept name must cross ``filter.enter`` again). Tracks, entities and the per-pair model state stay.
+        """
+        from engine.relate.open_vocab import NOT_OPEN_VOCAB, predicate_scorer  # numpy only; loaded when used
+
+        if self.backend is None:
+            raise ValueError(f"set_predicates: the engine runs without a relation model; {NOT_OPEN_VOCAB}")
+        scorer = predicate_scorer(self.backend.info, names, table, embedding_model)
+        rows = np.arange(self.store.capacity)
+        ended = self._changes(self.filter.end_rows(rows, self._t)) if self._t is not None else []
+        cap, old = self.store.capacity, self.filter
+        self.filter = RelationFilter(self.cfg.filter, cap, len(scorer.names))
+        self.filter.toggles, self.filter.active_seconds = old.toggles, old.active_seconds  # flicker stays cumulative
+        self._pub = PublishedRelations(cap, len(scorer.names))
+        self._switched[0].update(self.published.relations)
+        self._switched[1].extend(ended)
+        self.predicates, self._scorer = Vocabulary("predicates", scorer.names), scorer
+        return tuple(ended)
+
     def state_sizes(self) -> dict[str, int]:
         return {"tracks": self.tracker.state_sizes()["live"], "history_slots": len(self._slot),
                 "pair_states": len(self.store), "first_seen": len(self._first_seen),
                 "held_entities": len(self._entity_rows), "entities": len(self.published.entities),
-                "relations": len(self.published.relations)}
+                "relations": len(self.published.relations), "predicates": len(self.predicates)}
 
     # ------------------------------------------------------------------------------------------ step
     def step(self, frame, t: float) -> StepResult:
@@ -156,7 +163,9 @@ class Engine:
             tracks = self.tracker.step(dets, t)   # validates t again; raises before any engine state changes
         self._t, self.image_wh = t, image_wh
 
-        changes = self._forget_dead_tracks(t)
+        switched_keys, changes = self._switched  # relations ended by set_predicates come first
+        self._switched = (set(), [])
+        changes += self._forget_dead_tracks(t)
         entities = self._entities(tracks, t)
         slots = self._slots_for(tracks.ids)
         self.history.push(slots, tracks.boxes_xyxy, t)
@@ -174,8 +183,11 @@ class Engine:
                                          np.fromiter(ents, np.int64, len(ents)), self.predicates.names,
                                          g.score_tolerance, observed_rows=observed,
                                          uncertainty=self.filter.uncertainty)
-            delta = GraphDelta(self.epoch, self.published.seq + 1, float(t), up_e, rm_e, up_r, rm_r)
             held = self.published.relations
+            if switched_keys:  # held under the old list: removed, unless a relation of the new list has the key
+                rm_r = tuple(sorted(set(rm_r) | (switched_keys - {r.key for r in up_r})))
+                held = {k: r for k, r in held.items() if k not in switched_keys}
+            delta = GraphDelta(self.epoch, self.published.seq + 1, float(t), up_e, rm_e, up_r, rm_r)
             changes += [RelationChange(UPDATED, r.subject_id, r.predicate, r.object_id, float(t), r.start_time,
                                        r.score, r.uncertainty) for r in up_r if r.key in held]
             self.published = apply(self.published, delta)
@@ -258,9 +270,12 @@ class Engine:
                 (feats, tracks.labels[si].astype(np.int64), tracks.labels[oi].astype(np.int64)),
                 self.store.state(rows))
             self.store.write(rows, *out.state)
+            scores, unc = out.scores, out.uncertainty
+            if self._scorer is not None:  # switched list: its columns from the pair vectors (no uncertainty)
+                scores, unc = self._scorer.scores(out.pair_vector), None
         with timer.stage("filter"):
             # the uncertainty (None for models without one) rides along unsmoothed: published as of this frame
-            changes += self._changes(self.filter.update(rows, out.scores, t, out.uncertainty))
+            changes += self._changes(self.filter.update(rows, scores, t, unc))
         return rows, changes
 
     def current_relations(self) -> list[Relation]:

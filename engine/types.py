@@ -10,7 +10,8 @@ Conventions used everywhere in vsgg:
 * Scores are probabilities in [0, 1].
 
 Hot-path containers (``Detections``, ``Tracks``) are structs of arrays; graph-level containers (``Entity``,
-``Relation``, ``SceneGraph``, ``GraphDelta``) are small frozen Python objects that compare by value, which is
+``Relation``, ``SceneGraph``, ``GraphDelta``, and ``Engine.step``'s ``RelationChange`` / ``StepResult``) are small
+frozen Python objects that compare by value, which is
 what the incremental protocol (``engine.graph.diff``) needs.
 """
 from __future__ import annotations
@@ -249,3 +250,30 @@ class GraphDelta:
     @property
     def is_empty(self) -> bool:
         return not (self.upsert_entities or self.remove_entity_ids or self.upsert_relations or self.remove_relations)
+
+
+@dataclass(frozen=True)
+class RelationChange:
+    """A relation lifecycle event at time t (s), with its start time (s) and score: kind 'started', 'updated' (a
+    held relation's published score or uncertainty moved beyond the graph's score tolerance) or 'ended'.
+    uncertainty: NaN when the model gives none."""
+
+    kind: str
+    subject_id: int
+    predicate: str
+    object_id: int
+    t: float
+    start_time: float
+    score: float
+    uncertainty: float = math.nan
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one ``Engine.step`` produced. ``delta`` takes the previous published graph to ``graph``."""
+
+    delta: GraphDelta
+    graph: SceneGraph
+    changes: tuple[RelationChange, ...]
+    timings_ms: dict
+    num_pairs: int

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 VOCAB_DIR = Path(__file__).resolve().parent / "vocab"
+MAX_NAME_LEN = 128  # longest label / predicate name the ZeroMQ wire carries (engine.transport.fields)
 
 
 def name_problem(name) -> str | None:

@@ -22,11 +22,12 @@ import onnx
 import torch
 from torch import nn
 
-from engine.relate.relation_io import (INPUT_NAMES, INPUTS, IO_VERSION, METADATA_KEY, OUTPUT_NAMES, PAIRS, SIDECAR_FORMAT,
-                                SIDECAR_VERSION, UNCERTAINTY, ModelInfo, encode_array, metadata_json,
-                                read_model_info, sha256_file, sidecar_path)
+from engine.relate.relation_io import (INPUT_NAMES, INPUTS, IO_VERSION, METADATA_KEY, OUTPUT_NAMES, PAIR_VECTOR, PAIRS,
+                                       SIDECAR_FORMAT, SIDECAR_VERSION, UNCERTAINTY, ModelInfo, encode_array,
+                                       metadata_json, read_model_info, sha256_file, sidecar_path)
 from offline_train.checkpoint import CheckpointMeta
 from offline_train.embeddings import MODEL_NAME as EMBEDDING_MODEL
+from offline_train.models.uasan import OpenVocabHead
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +36,47 @@ EXPORTER = "torch.onnx.export(dynamo=True, dynamic_shapes)"
 
 
 class StepGraph(nn.Module):
-    """forward_step with the spec's argument names (torch.export keys dynamic_shapes by them); a model with an
-    uncertainty output (``model.has_uncertainty``) adds it as a fifth output, ``relation_io.UNCERTAINTY``."""
+    """forward_step with the spec's argument names (torch.export keys dynamic_shapes by them), plus the optional
+    outputs of ``model_outputs``: ``relation_io.UNCERTAINTY`` for a Bayesian head (``model.has_uncertainty``),
+    ``relation_io.PAIR_VECTOR`` for an open-vocabulary head."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, feats, subj_label, obj_label, window, window_valid, prev_out):
-        step = self.model.forward_step_uncertainty if model_outputs(self.model) != OUTPUT_NAMES else \
-            self.model.forward_step
-        return step(feats, subj_label, obj_label, window, window_valid, prev_out)
+        return step_outputs(self.model, feats, subj_label, obj_label, window, window_valid, prev_out)
+
+
+def step_outputs(model: nn.Module, *args) -> tuple:
+    """``model``'s exported outputs for forward_step's six inputs, in the order of ``model_outputs(model)``."""
+    names = model_outputs(model)
+    if names == OUTPUT_NAMES:
+        return model.forward_step(*args)
+    h, new_window, new_valid, e_t = model.step_features(*args)
+    extra = {UNCERTAINTY.name: lambda: model.head.published_uncertainty(h),
+             PAIR_VECTOR.name: lambda: model.head.pair_vectors(h)}
+    return (model.head.scores(model.head(h)), new_window, new_valid, e_t,
+            *(extra[n]() for n in names[len(OUTPUT_NAMES):]))
 
 
 def model_outputs(model: nn.Module) -> tuple[str, ...]:
-    """The graph outputs ``model`` exports: the spec's four, plus 'uncertainty' for a Bayesian head."""
-    return OUTPUT_NAMES + ((UNCERTAINTY.name,) if getattr(model, "has_uncertainty", False) else ())
+    """The graph outputs ``model`` exports: the spec's four, plus 'uncertainty' for a Bayesian head and
+    'pair_vector' for an open-vocabulary head (UASAN's ``OpenVocabHead``)."""
+    return OUTPUT_NAMES + ((UNCERTAINTY.name,) if getattr(model, "has_uncertainty", False) else ()) + (
+        (PAIR_VECTOR.name,) if isinstance(model.head, OpenVocabHead) else ())
+
+
+def open_vocab_sidecar(head: OpenVocabHead) -> dict:
+    """The side-car's 'open_vocab' section (relation_io.OPEN_VOCAB_KEYS): what the engine needs to score any
+    predicate text table from the ``pair_vector`` output in numpy (engine.relate.open_vocab)."""
+    e = int(head.predicate_table.shape[1])
+    ctx = head.context.detach() if hasattr(head, "context") else torch.zeros(e)  # no prompt context: add zeros
+    return {"d_head": int(head.pred_proj.out_features), "embedding_model": EMBEDDING_MODEL, "embedding_dim": e,
+            "pred_proj_weight": encode_array(head.pred_proj.weight.detach().cpu().numpy()),   # (d_head, E)
+            "pred_proj_bias": encode_array(head.pred_proj.bias.detach().cpu().numpy()),       # (d_head,)
+            "context": encode_array(ctx.cpu().numpy()),                                       # (E,)
+            "log_scale": float(head.log_scale.detach()), "bias": float(head.bias.detach())}
 
 
 def _version(pkg: str) -> str:
@@ -75,6 +101,7 @@ def build_sidecar(model: nn.Module, meta: CheckpointMeta, max_pairs: int) -> dic
             "objects": encode_array(model.tokenizer.label_table.detach().cpu().numpy()),
             "predicates": encode_array(model.head.predicate_table.detach().cpu().numpy()),
         },
+        **({"open_vocab": open_vocab_sidecar(model.head)} if isinstance(model.head, OpenVocabHead) else {}),
         "train_config": meta.config,
         "checkpoint": {"epoch": meta.epoch, "step": meta.step, "metrics": meta.metrics},
         "exporter": {"method": EXPORTER, "torch": torch.__version__, "onnx": onnx.__version__,

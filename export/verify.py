@@ -2,7 +2,8 @@
 
 ``step_parity`` runs the torch ``forward_step`` and an engine backend side by side for several pair counts, each
 over several steps where both sides carry their *own* state (so drift would accumulate), and reports the max
-absolute difference per output (the optional ``uncertainty`` output too, where the model has one).
+absolute difference per output (the optional ``uncertainty`` and ``pair_vector`` outputs too, where the model has
+them).
 ``eval_report_parity`` runs `vsgg eval` on a checkpoint and on its export and compares the reports. ``random_checkpoint`` writes a random-weight checkpoint, for checks and benchmarks that must
 not wait for a trained model.
 """
@@ -18,7 +19,7 @@ import torch
 from engine.backends.base import RelationBackend, RelationInputs, RelationOutputs, RelationState
 from engine.config import to_dict
 from engine.relate.features import FEATURE_VERSION, NUM_FEATURES
-from engine.relate.relation_io import OUTPUT_NAMES, UNCERTAINTY
+from engine.relate.relation_io import OUTPUT_NAMES, PAIR_VECTOR, UNCERTAINTY
 from engine.vocab import builtin
 from offline_train.checkpoint import CheckpointMeta, save_checkpoint
 from offline_train.models import MODEL_VERSION, ModelConfig, build_model
@@ -77,13 +78,16 @@ def torch_step(model: torch.nn.Module, inputs, state) -> tuple[np.ndarray, Relat
 
 
 def torch_step_outputs(model: torch.nn.Module, inputs, state) -> RelationOutputs:
-    """As torch_step, plus the uncertainty output (P, C) in [0, 1) of a model that has one (else None): what a
-    backend's ``step_outputs`` must give for the exported file."""
+    """As torch_step, plus the optional outputs of a model that has them (else None): uncertainty (P, C) in
+    [0, 1), pair_vector (P, d_head) unit rows. What a backend's ``step_outputs`` must give for the exported file."""
+    from export.to_onnx import model_outputs, step_outputs
+
     with torch.inference_mode():
         args = [torch.from_numpy(np.ascontiguousarray(a)) for a in (*inputs, *state)]
-        with_u = getattr(model, "has_uncertainty", False)
-        out = [o.numpy() for o in (model.forward_step_uncertainty if with_u else model.forward_step)(*args)]
-    return RelationOutputs(out[0], RelationState(*out[1:4]), out[4] if with_u else None)
+        out = [o.numpy() for o in step_outputs(model, *args)]
+    extra = dict(zip(model_outputs(model)[len(OUTPUT_NAMES):], out[len(OUTPUT_NAMES):]))
+    return RelationOutputs(out[0], RelationState(*out[1:4]), extra.get(UNCERTAINTY.name),
+                           extra.get(PAIR_VECTOR.name))
 
 
 def step_parity(model: torch.nn.Module, backend: RelationBackend, pair_counts=PARITY_PAIRS, steps: int = 4,
@@ -99,13 +103,15 @@ def step_parity(model: torch.nn.Module, backend: RelationBackend, pair_counts=PA
             ref = torch_step_outputs(model, inputs, ref_state)
             got = backend.step_outputs(inputs, got_state)
             ref_state, got_state = ref.state, got.state
-            if (ref.uncertainty is None) != (got.uncertainty is None):
-                which = "torch has it, the model file lacks it" if got.uncertainty is None else \
-                    "the model file has it, torch lacks it"
-                raise ParityError(f"output '{UNCERTAINTY.name}': {which} ({backend.name})")
             compared = list(zip(OUTPUT_NAMES, (ref.scores, *ref.state), (got.scores, *got.state)))
-            if ref.uncertainty is not None:
-                compared.append((UNCERTAINTY.name, ref.uncertainty, got.uncertainty))
+            for name, a, b in ((UNCERTAINTY.name, ref.uncertainty, got.uncertainty),
+                               (PAIR_VECTOR.name, ref.pair_vector, got.pair_vector)):
+                if (a is None) != (b is None):
+                    which = "torch has it, the model file lacks it" if b is None else \
+                        "the model file has it, torch lacks it"
+                    raise ParityError(f"output '{name}': {which} ({backend.name})")
+                if a is not None:
+                    compared.append((name, a, b))
             row = {"pairs": p, "step": k}
             for name, a, b in compared:
                 if a.shape != b.shape:

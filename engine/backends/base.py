@@ -11,7 +11,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from engine.relate.relation_io import STATE_INPUTS, STEP_INPUTS, ModelInfo
+from engine.relate.relation_io import (OUTPUTS, PAIR_VECTOR, STATE_INPUTS, STEP_INPUTS, UNCERTAINTY,
+                                       ModelInfo)
 
 
 class BackendUnavailable(RuntimeError):
@@ -35,12 +36,14 @@ class RelationState(NamedTuple):
 
 
 class RelationOutputs(NamedTuple):
-    """One step's outputs: scores (P, C) float32 probabilities, the new RelationState, and uncertainty (P, C)
-    float32 in [0, 1) (relation_io.UNCERTAINTY, dimensionless) or None when the model has no such output."""
+    """One step's outputs: scores (P, C) float32 probabilities, the new RelationState, uncertainty (P, C)
+    float32 in [0, 1) (relation_io.UNCERTAINTY, dimensionless) and pair_vector (P, d_head) float32 unit rows
+    (relation_io.PAIR_VECTOR, an open-vocabulary head's), each None when the model has no such output."""
 
     scores: np.ndarray
     state: RelationState
     uncertainty: np.ndarray | None
+    pair_vector: np.ndarray | None = None
 
 
 class RelationBackend(ABC):
@@ -65,22 +68,26 @@ class RelationBackend(ABC):
         return out.scores, out.state
 
     def step_outputs(self, inputs, state) -> RelationOutputs:
-        """As ``step``, plus the model's uncertainty output where its file has one (``info.has_uncertainty``)."""
+        """As ``step``, plus the model's optional outputs where its file has them (``info.has_uncertainty``,
+        ``info.has_pair_vector``)."""
         feed = self.validate(inputs, state)
         if len(feed["feats"]) == 0 and self._skip_empty:
-            c = len(self.info.predicates)
-            unc = np.zeros((0, c), np.float32) if self.info.has_uncertainty else None
-            return RelationOutputs(np.zeros((0, c), np.float32), RelationState(*(feed[s.name] for s in STATE_INPUTS)),
-                                   unc)
+            shapes = self.info.shapes(0)
+            extra = {s.name: np.zeros(shapes[s.name], np.float32) for s in self.info.output_specs[len(OUTPUTS):]}
+            return RelationOutputs(np.zeros(shapes[OUTPUTS[0].name], np.float32),
+                                   RelationState(*(feed[s.name] for s in STATE_INPUTS)), extra.get(UNCERTAINTY.name),
+                                   extra.get(PAIR_VECTOR.name))
         out = self._run(feed)
-        return RelationOutputs(out[0], RelationState(*out[1:4]), out[4] if self.info.has_uncertainty else None)
+        extra = dict(zip(self.info.outputs[len(OUTPUTS):], out[len(OUTPUTS):]))  # optional outputs by name
+        return RelationOutputs(out[0], RelationState(*out[1:4]), extra.get(UNCERTAINTY.name),
+                               extra.get(PAIR_VECTOR.name))
 
     _skip_empty = False  # True where the runtime cannot take P = 0 (TensorRT profiles start at 1)
 
     @abstractmethod
     def _run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
         """Run validated, contiguous inputs keyed by relation_io.INPUT_NAMES; return the outputs in the order of
-        ``info.outputs`` (the four of every model, then ``uncertainty`` where the file has it)."""
+        ``info.outputs`` (the four of every model, then ``uncertainty`` / ``pair_vector`` where the file has them)."""
 
     def initial_state(self, pairs: int) -> RelationState:
         """Zero state for ``pairs`` new pairs."""

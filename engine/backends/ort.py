@@ -71,7 +71,7 @@ class OrtRelationBackend(RelationBackend):
             sig[kind] = {a.name: (tuple(d if isinstance(d, int) else None for d in a.shape),
                                   _ORT_TYPES.get(a.type, np.void)) for a in args}
         check_io_signature(sig["in"], sig["out"], info, str(info.path))
-        self._output_names = list(info.outputs)  # 'uncertainty' after the four where the side-car lists it
+        self._output_names = list(info.outputs)  # optional outputs after the four where the side-car lists them
 
     @property
     def providers(self) -> tuple[str, ...]:

@@ -94,7 +94,7 @@ class TrtRelationBackend(RelationBackend):
         self._dtypes = self._check_io(trt)
         sizes = {**info.dims, PAIRS: self.max_pairs}
         self._buffers = {}
-        for spec in INPUTS + info.output_specs:  # 'uncertainty' too where the side-car lists it
+        for spec in INPUTS + info.output_specs:  # optional outputs too where the side-car lists them
             n = int(np.prod(spec.shape(sizes))) * np.dtype(self._dtypes[spec.name]).itemsize
             self._buffers[spec.name] = self._driver.alloc(n)
             self._context.set_tensor_address(spec.name, self._buffers[spec.name])

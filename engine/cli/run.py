@@ -55,6 +55,11 @@ def add_parser(parser: argparse.ArgumentParser):
     parser.add_argument("--model", default="", help="relation model (.onnx or model folder); 'none' runs tracking "
                         "only; default: engine/models/meva (real MEVA relations), or engine/models/default (VidVRD "
                         "vocabulary) for vidvrd: and synthetic: sources")
+    parser.add_argument("--predicates", default="", metavar="FILE", help="score relations against this "
+                        "predicate list instead of the model's (open-vocabulary models only, exported with "
+                        "model.uasan.enabled=true; at most 1024 names): an .npz table from `vsgg embed-names` "
+                        "(names + text embeddings), or a text file of names the model was trained on, one per line "
+                        "(no embedding extra needed)")
     parser.add_argument("--zmq", default="", help="publish deltas on this PUB endpoint (snapshots on port + 1), "
                         "e.g. tcp://127.0.0.1:5556")
     parser.add_argument("--jsonl", default="", help="write every delta as one JSON line here")
@@ -176,6 +181,13 @@ def build(args):
         from engine.jit import use_numba_cache_dir
         use_numba_cache_dir(cfg.numba_cache_dir)
     engine = Engine(cfg, objects, backend, None, image_wh=stream.image_wh)
+    if args.predicates:
+        from engine.relate.predicate_table import read_predicate_file
+        if backend is None:
+            raise ValueError("--predicates: needs a relation model (not --model none)")
+        f = read_predicate_file(args.predicates)
+        engine.set_predicates(f.names, f.table, embedding_model=f.embedding_model)
+        print(f"predicates: {len(f.names)} names from {args.predicates} (open-vocabulary scoring)", file=sys.stderr)
     pub = None
     if zmq_endpoints is not None:
         from engine.transport import GraphPublisher

@@ -23,10 +23,17 @@ Optional output (I/O version 2), present only where the side-car's ``outputs`` l
                        spread flattens each score; 0 = none. FReMuRe's Bayesian head writes
                        u = 1 - 1/sqrt(1 + pi sigma^2 / 8) (sigma^2: the logit's variance; definition and reason in
                        ``offline_train.models.fremure.BayesianRelationHead.published_uncertainty``).
+    pair_vector        (pairs, d_head)           float32, unit length (dimensionless): an open-vocabulary head's
+                       normalised pair projection u = normalize(pair_proj(h)). With the side-car's ``open_vocab``
+                       parameters it scores *any* predicate text table in numpy (``engine.relate.open_vocab``):
+                       logit_c = exp(log_scale) * u . normalize(W (t_c + ctx) + b_w) + bias. UASAN's head
+                       (``offline_train.models.uasan.OpenVocabHead``) writes it; ``d_head`` is the side-car's
+                       ``open_vocab.d_head``.
 
 Versions: this code writes I/O version 2 and reads 1 and 2. A version-1 file has the four outputs above and no
 ``outputs`` field; a version-2 side-car must list its graph's outputs in ``outputs`` (the four, optionally followed
-by ``uncertainty``), and ``check_io_signature`` refuses a graph whose outputs differ from that list.
+by ``uncertainty`` and/or ``pair_vector``, in that order), and ``check_io_signature`` refuses a graph whose outputs
+differ from that list. A side-car listing ``pair_vector`` carries an ``open_vocab`` section (``OPEN_VOCAB_KEYS``).
 
 A model file ``relation.onnx`` (or a TensorRT ``*.engine``) travels with a JSON side-car (``relation.json``,
 ``relation.engine.json``) that names the model, its vocabularies, embedding tables, training config, the versions
@@ -48,7 +55,7 @@ from engine.file_hash import sha256_file
 from engine.relate.features import FEATURE_VERSION, NUM_FEATURES
 
 IO_VERSION = 2                        # bump when names, shapes, dtypes or meaning of the tensors below change
-READ_IO_VERSIONS = (1, 2)             # 2 added the optional 'uncertainty' output; version-1 files still run
+READ_IO_VERSIONS = (1, 2)             # 2: optional outputs ('uncertainty', 'pair_vector'); version 1 still runs
 SIDECAR_FORMAT = "vsgg-relation-model"
 SIDECAR_VERSION = 1
 METADATA_KEY = "vsgg.relation_model"  # ONNX metadata_props key holding the side-car JSON (without the file hash)
@@ -89,7 +96,11 @@ OUTPUTS = (
     TensorSpec("next_prev_out", (PAIRS, "d_model"), "float32"),
 )
 UNCERTAINTY = TensorSpec("uncertainty", (PAIRS, "num_predicates"), "float32")
-OPTIONAL_OUTPUTS = (UNCERTAINTY,)     # after OUTPUTS, in this order, where the side-car lists them
+PAIR_VECTOR = TensorSpec("pair_vector", (PAIRS, "d_head"), "float32")
+OPTIONAL_OUTPUTS = (UNCERTAINTY, PAIR_VECTOR)  # after OUTPUTS, in this order, where the side-car lists them
+# The side-car's 'open_vocab' section (with 'pair_vector'): arrays as encode_array, the rest JSON numbers/strings.
+OPEN_VOCAB_KEYS = ("d_head", "pred_proj_weight", "pred_proj_bias", "context", "log_scale", "bias",
+                   "embedding_model", "embedding_dim")
 INPUT_NAMES = tuple(s.name for s in INPUTS)
 OUTPUT_NAMES = tuple(s.name for s in OUTPUTS)   # the outputs every model has
 STEP_INPUTS = INPUTS[:3]   # per-frame inputs: feats, subj_label, obj_label
@@ -126,10 +137,18 @@ class ModelInfo:
         return UNCERTAINTY.name in self.outputs
 
     @property
+    def has_pair_vector(self) -> bool:
+        """True when the model file has the optional ``pair_vector`` output (an open-vocabulary head)."""
+        return PAIR_VECTOR.name in self.outputs
+
+    @property
     def dims(self) -> dict[str, int]:
-        """Sizes of the spec's symbols except 'pairs'."""
-        return {"num_features": self.num_features, "history": self.window - 1, "d_model": self.d_model,
-                "num_predicates": len(self.predicates)}
+        """Sizes of the spec's symbols except 'pairs' ('d_head' only for a model with ``pair_vector``)."""
+        d = {"num_features": self.num_features, "history": self.window - 1, "d_model": self.d_model,
+             "num_predicates": len(self.predicates)}
+        if self.has_pair_vector:
+            d["d_head"] = int(self.sidecar["open_vocab"]["d_head"])
+        return d
 
     def shapes(self, pairs: int) -> dict[str, tuple[int, ...]]:
         """Concrete shape of every input and output tensor for ``pairs`` pairs."""
@@ -273,6 +292,14 @@ def _outputs(j: dict, iov: int, where: str) -> tuple[str, ...]:
     if len(set(names)) != len(names) or set(names) - set(known) or canonical[:len(OUTPUT_NAMES)] != OUTPUT_NAMES:
         raise ModelFileError(f"{where}: field 'outputs' {names} must hold {list(OUTPUT_NAMES)} plus any of "
                              f"{[s.name for s in OPTIONAL_OUTPUTS]}, each once")
+    if PAIR_VECTOR.name in canonical:  # the numbers that turn pair vectors into scores must travel with them
+        ov = _field(j, "open_vocab", dict, where)
+        missing = [k for k in OPEN_VOCAB_KEYS if k not in ov]
+        if missing:
+            raise ModelFileError(f"{where}: field 'open_vocab' lacks {missing} (needed with output 'pair_vector')")
+        d = ov["d_head"]
+        if type(d) is not int or d < 1:
+            raise ModelFileError(f"{where}: open_vocab.d_head must be an integer >= 1, got {d!r}")
     return canonical
 
 

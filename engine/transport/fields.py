@@ -21,9 +21,9 @@ import numpy as np
 
 from engine.graph.build import BOX_STEPS_PER_PX, SCORE_STEPS, box_steps, score_steps
 from engine.types import Entity, Relation, RelationKey
+from engine.vocab import MAX_NAME_LEN  # entity labels and predicates; defined beside the other name rules
 
 MAX_EPOCH_LEN = 64
-MAX_NAME_LEN = 128      # entity labels and predicates
 MAX_SUBTREE_LEN = 256
 MAX_REASON_LEN = 512
 MAX_ID = 2 ** 63 - 1    # ids, seq and request ids fit a signed 64-bit integer

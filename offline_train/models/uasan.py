@@ -127,8 +127,12 @@ class OpenVocabHead(nn.Module):
         t = self.predicate_table + self.context if hasattr(self, "context") else self.predicate_table
         return F.normalize(self.pred_proj(t), dim=-1)                                   # (C, d_head)
 
+    def pair_vectors(self, h: torch.Tensor) -> torch.Tensor:
+        """h (N, d_in) -> u (N, d_head), unit length: the pair side of the cosine (the exported ``pair_vector``)."""
+        return F.normalize(self.pair_proj(h), dim=-1)
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        u = F.normalize(self.pair_proj(h), dim=-1)                                      # (N, d_head)
+        u = self.pair_vectors(h)                                                        # (N, d_head)
         return self.log_scale.exp() * (u @ self.class_vectors().T) + self.bias
 
     def set_predicates(self, table: torch.Tensor, groups=None) -> None:

@@ -57,7 +57,7 @@ SIDECAR_CASES = [
     ("io_version missing", _drop("io_version"), "model I/O version None"),
     ("outputs missing", _drop("outputs"), "missing field 'outputs'"),
     ("outputs unknown", _set("outputs", ["scores", "next_window", "next_window_valid", "next_prev_out", "variance"]),
-     r"field 'outputs' .* must hold \['scores', .*\] plus any of \['uncertainty'\], each once"),
+     r"field 'outputs' .* must hold \['scores', .*\] plus any of \['uncertainty', 'pair_vector'\], each once"),
     ("outputs lacking", _set("outputs", ["scores", "next_window", "next_window_valid", "uncertainty"]),
      "field 'outputs'"),
     ("outputs twice", _set("outputs", ["scores", "next_window", "next_window_valid", "next_prev_out", "scores"]),
