@@ -88,15 +88,24 @@ def test_keep_unknown_publishes_unknown_classes_as_entities_without_relations(tm
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signals_stop_cleanly_with_outputs_closed(tmp_path, sig, code):
     log = tmp_path / "d.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "--source", "synthetic:3", "--model", "none",
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "engine.cli", "run", "--source",
+                             "synthetic:3", "--model", "none",
                              "--realtime", "--quiet", "--jsonl", str(log)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
+        # generous limits: on the shared 2-core machine a start beside other jobs took tens of seconds
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and (not log.exists() or log.stat().st_size < 2000):
             time.sleep(0.2)
+        assert log.exists() and log.stat().st_size >= 2000, "the run wrote no frames within 120 s"
         os.kill(proc.pid, sig)
-        out, err = proc.communicate(timeout=60)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            # where it hangs, if it ever does: faulthandler (enabled with -X faulthandler) dumps every thread
+            os.kill(proc.pid, signal.SIGABRT)
+            out, err = proc.communicate(timeout=30)
+            pytest.fail(f"no exit within 120 s of {sig.name}; stderr:\n{err}")
     finally:
         proc.kill()
     assert proc.returncode == code, err
