@@ -250,6 +250,9 @@ def run(args) -> int:
     t_start = time.monotonic()
     stopped_by = 0
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    # SIGINT stops the run even where it was inherited as ignored (a job started with `&` from a script, nohup):
+    # Python installs its KeyboardInterrupt handler only when SIGINT is not ignored at start-up
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     frames = _frames(stream, detector, args.sequential)
     try:
         try:
@@ -281,6 +284,7 @@ def run(args) -> int:
             time.sleep(args.linger)
     finally:
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
         frames.close()  # stops a DetectorThread
         if recorder is not None:
             recorder.close()

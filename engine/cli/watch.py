@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -115,11 +116,14 @@ def run(args: argparse.Namespace) -> int:
     start = last_status = time.monotonic()
     print(f"# watching {args.endpoint} (snapshots from {snapshot}, subtree {args.subtree!r})", flush=True)
     failure = None
+    # Ctrl-C / SIGINT ends the watch even where SIGINT was inherited as ignored (see engine.cli.run)
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         failure = _follow(sub, args, start, last_status)
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGINT, old_int)
         print(status_line(sub), flush=True)
         if args.final_graph:
             from engine.graph.graph_json import graph_to_dict
