@@ -68,15 +68,17 @@ class MergeConfig:
 MEVA_MERGE = MergeConfig(threshold=0.03, max_gap=40, min_frames=3, length_tau=30.0, triplet_min_score=0.1)
 
 
-def keep_confident_triplets(rels: list[VideoRelation], cfg: MergeConfig) -> list[VideoRelation]:
-    """``rels`` (one video, sorted by score, best first) without the instances of triplets whose best instance
-    scores below ``cfg.triplet_min_score``; order kept."""
+def keep_confident_triplets(items: list, cfg: MergeConfig, triplet: Callable = lambda r: r.triplet,
+                            score: Callable = lambda r: r.score) -> list:
+    """``items`` (one video's instances, sorted by score, best first) without the instances of triplets whose best
+    instance scores below ``cfg.triplet_min_score``; order kept. ``triplet`` / ``score`` read an item (default: a
+    VideoRelation's)."""
     if cfg.triplet_min_score <= 0:
-        return rels
+        return items
     best: dict = {}
-    for r in rels:
-        best.setdefault(r.triplet, r.score)
-    return [r for r in rels if best[r.triplet] >= cfg.triplet_min_score]
+    for x in items:
+        best.setdefault(triplet(x), score(x))
+    return [x for x in items if best[triplet(x)] >= cfg.triplet_min_score]
 
 
 def score_video(step: Stepper, init_state: Callable[[int], tuple], ann: VideoAnnotation, labels: np.ndarray,

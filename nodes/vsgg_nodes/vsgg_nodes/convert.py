@@ -197,6 +197,20 @@ def bgr_fields(img: np.ndarray, frame_id: str, stamp: tuple[int, int], encoding:
             "height": h, "width": w, "encoding": encoding, "is_bigendian": 0, "step": w * 3, "data": data}
 
 
+def image_message(img: np.ndarray, frame_id: str, stamp: tuple[int, int], encoding: str = "bgr8"):
+    """A sensor_msgs/Image (the generated class, imported here: needs the ROS 2 message packages, not rclpy) of
+    ``bgr_fields(img, frame_id, stamp, encoding)``."""
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    f = bgr_fields(img, frame_id, stamp, encoding)
+    msg = Image(header=Header(stamp=Time(sec=int(stamp[0]), nanosec=int(stamp[1])), frame_id=frame_id),
+                height=f["height"], width=f["width"], encoding=f["encoding"], is_bigendian=0, step=f["step"])
+    msg.data = f["data"]
+    return msg
+
+
 # ---------------------------------------------------------------------------------------------- vision_msgs
 def detections_from_vision(msg, class_index: Callable[[str], int | None]) -> Detections:
     """A vision_msgs/Detection2DArray -> Detections. Each detection keeps its best-scoring hypothesis;

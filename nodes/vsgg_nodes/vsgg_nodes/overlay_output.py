@@ -9,10 +9,8 @@ bgr8). ``publish`` runs on the node's inference thread, never in an executor cal
 from __future__ import annotations
 
 import numpy as np
-from builtin_interfaces.msg import Time
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
-from std_msgs.msg import Header
 
 from engine.io.overlay import OverlayRenderer
 from engine.types import SceneGraph
@@ -38,9 +36,5 @@ class OverlayOutput:
         if self._renderer is None or self._renderer.size != (w, h):
             # a new camera size: a renderer (font scale, panel-corner memory) made for it
             self._renderer = OverlayRenderer((w, h))
-        f = convert.bgr_fields(self._renderer.render(graph, bgr), frame_id, stamp,
-                               convert.overlay_encoding(input_encoding))
-        msg = Image(header=Header(stamp=Time(sec=int(stamp[0]), nanosec=int(stamp[1])), frame_id=frame_id),
-                    height=f["height"], width=f["width"], encoding=f["encoding"], is_bigendian=0, step=f["step"])
-        msg.data = f["data"]
-        self.pub.publish(msg)
+        self.pub.publish(convert.image_message(self._renderer.render(graph, bgr), frame_id, stamp,
+                                               convert.overlay_encoding(input_encoding)))

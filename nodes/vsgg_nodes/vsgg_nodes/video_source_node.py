@@ -8,11 +8,9 @@ the ``frame_id`` parameter. Parameters: node_params.VIDEO_SOURCE_NODE. At the en
 from __future__ import annotations
 
 import cv2
-from builtin_interfaces.msg import Time
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
-from std_msgs.msg import Header
 
 from vsgg_nodes import convert
 from vsgg_nodes.node_main import run_node
@@ -63,11 +61,7 @@ class VideoSourceNode(Node):
         if v["width"] and v["height"]:
             img = cv2.resize(img, (v["width"], v["height"]), interpolation=cv2.INTER_AREA)
         now = self.get_clock().now().to_msg()
-        f = convert.bgr_fields(img, v["frame_id"], (now.sec, now.nanosec))
-        msg = Image(header=Header(stamp=Time(sec=now.sec, nanosec=now.nanosec), frame_id=v["frame_id"]),
-                    height=f["height"], width=f["width"], encoding=f["encoding"], is_bigendian=0, step=f["step"])
-        msg.data = f["data"]
-        self._pub.publish(msg)
+        self._pub.publish(convert.image_message(img, v["frame_id"], (now.sec, now.nanosec)))
         self.published += 1
 
     def _stop(self, why: str) -> None:
