@@ -31,17 +31,21 @@ def build_engine(values: dict, on_unknown: Callable[[str], None] | None = None):
     from engine.vocab import Vocabulary, builtin
 
     cfg = load_engine_config(values.get("config") or None, filter_overrides(values))
+    class_map = None
+    if values.get("class_map"):
+        from engine.detect.class_map import load_class_map
+        class_map = load_class_map(values["class_map"])
     backend = None
     if str(values["model"]).lower() != "none":
         from engine.backends import load_relation_backend
         backend = load_relation_backend(replace(cfg.relation, model_path=values["model"]))
         objects = Vocabulary("model_objects", tuple(backend.info.objects))
+    elif class_map is not None:
+        # tracking only: the objects are the class map's targets, so the default map (coco_to_meva) keeps cars
+        # and bags instead of dropping every class that a fixed vocabulary lacks
+        objects = Vocabulary(f"{class_map.name}_targets", tuple(class_map.targets))
     else:
         objects = builtin("vidvrd_objects")
-    class_map = None
-    if values.get("class_map"):
-        from engine.detect.class_map import load_class_map
-        class_map = load_class_map(values["class_map"])
     detector = None
     if values["input"] == "image":
         from engine.detect.detector import OnnxDetector
