@@ -102,21 +102,33 @@ def percentiles(lat_ms: list[float], warmup: int) -> tuple[float | None, float |
     return float(np.percentile(kept, 50)), float(np.percentile(kept, 95))
 
 
-def difference_interval(ros_ms: list[float], zmq_ms: list[float], warmup: int, q: float,
-                        draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> list[float] | None:
+def difference_interval(ros: list[tuple[float, float]], zmq: list[tuple[float, float]], block_starts: list[float],
+                        warmup: int, q: float, draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> list[float] | None:
     """90% bootstrap interval [lo, hi] (ms) of percentile ``q`` of ROS minus that of ZeroMQ, warm-up left out.
 
-    A p95 over a few hundred frames of a shared 2-core machine moves by several ms from run to run (one detector
-    stall more or less in the tail), so the bench says how far its own difference can be trusted: both samples
-    are resampled with replacement ``draws`` times (fixed seed: the same latencies give the same interval).
-    None when either pipeline has fewer than 2 kept values."""
-    r, z = np.asarray(ros_ms[warmup:], np.float64), np.asarray(zmq_ms[warmup:], np.float64)
-    if r.size < 2 or z.size < 2:
+    ros, zmq: (frame stamp s, latency ms) per delta; block_starts: stamp (s) of each block's first frame, as the
+    camera reported them (block 2k is ROS, 2k+1 ZeroMQ). A p95 over a few hundred frames of a shared 2-core
+    machine moves by several ms (one detector stall more or less in the tail), and neighbouring frames share the
+    machine's state, so frames are not resampled one by one: a ROS block and the ZeroMQ block after it form a pair,
+    and pairs are drawn with replacement ``draws`` times (fixed seed: the same latencies give the same interval).
+    It cannot see what changes from one run to the next (where the processes landed): compare several runs too.
+    None when fewer than 2 pairs have deltas of both pipelines."""
+    starts = np.asarray(block_starts, np.float64)
+    by_pair: dict[int, tuple[list, list]] = {}
+    for side, rows in enumerate((ros[warmup:], zmq[warmup:])):
+        for stamp, lat in rows:
+            block = int(np.searchsorted(starts, stamp + 1e-6, side="right")) - 1  # stamps match to the microsecond
+            by_pair.setdefault(max(block, 0) // 2, ([], []))[side].append(lat)
+    pairs = [(np.asarray(r), np.asarray(z)) for r, z in by_pair.values() if r and z]
+    if len(pairs) < 2:
         return None
     rng = np.random.default_rng(seed)
-    dr = np.percentile(r[rng.integers(0, r.size, (draws, r.size))], q, axis=1)
-    dz = np.percentile(z[rng.integers(0, z.size, (draws, z.size))], q, axis=1)
-    lo, hi = np.percentile(dr - dz, [5, 95])
+    diffs = np.empty(draws)
+    for d in range(draws):
+        pick = rng.integers(0, len(pairs), len(pairs))
+        diffs[d] = (np.percentile(np.concatenate([pairs[k][0] for k in pick]), q)
+                    - np.percentile(np.concatenate([pairs[k][1] for k in pick]), q))
+    lo, hi = np.percentile(diffs, [5, 95])
     return [float(lo), float(hi)]
 
 
@@ -133,7 +145,7 @@ def run(args) -> dict:
              "zmq_engine": node_process.start([sys.executable, "-m", f"{PACKAGE}.bench_ros_roles", "zmq-engine",
                                                "--params", json.dumps(values), "--ready-file", str(ready)],
                                               logs["zmq_engine"])}
-    received = {"ros": [], "zmq": []}  # latency ms per delta, in arrival order
+    received = {"ros": [], "zmq": []}  # (frame stamp s, latency ms) per delta, in arrival order
     ctx = node = executor = spinner = sub = None
     try:
         import rclpy
@@ -152,7 +164,8 @@ def run(args) -> dict:
 
         def on_ros(msg):
             now = time.time()
-            received["ros"].append((now - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)) * 1e3)
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            received["ros"].append((stamp, (now - stamp) * 1e3))
 
         node.create_subscription(SceneGraphDelta, f"{NAMESPACE}/graph_delta", on_ros, DELTA_QOS)
         executor = SingleThreadedExecutor(context=ctx)
@@ -170,11 +183,12 @@ def run(args) -> dict:
             time.sleep(0.05)
         eps = json.loads(ready.read_text())
         sub = GraphSubscriber(SubscriberConfig(pub_endpoint=eps["pub"], snapshot_endpoint=eps["snapshot"]))
-        sub.on_change(lambda ev: ev.kind == "delta" and received["zmq"].append((time.time() - ev.delta.t) * 1e3))
+        sub.on_change(lambda ev: ev.kind == "delta" and received["zmq"].append(
+            (ev.delta.t, (time.time() - ev.delta.t) * 1e3)))
         sub.start()
         if not sub.wait_for(lambda s: s.synced, args.timeout):
             raise RuntimeError("GraphSubscriber did not sync with the ZeroMQ engine")
-        sent = _run_camera(args, eps["image"], procs, logs["camera"], received)
+        sent, block_starts = _run_camera(args, eps["image"], procs, logs["camera"], received)
         time.sleep(1.0)  # the last frames' deltas
     finally:
         if sub is not None:
@@ -192,11 +206,12 @@ def run(args) -> dict:
         for f in logs.values():
             f.close()
     shutil.rmtree(work, ignore_errors=True)  # kept (and named in the error) only when a step failed
-    return _figures(args, sent, received)
+    return _figures(args, sent, received, block_starts)
 
 
 def _run_camera(args, zmq_endpoint: str, procs: dict, log, received: dict) -> dict:
-    """Start the camera, show progress until it is done; {'ros': n, 'zmq': n} frames it sent."""
+    """Start the camera, show progress until it is done; ({'ros': n, 'zmq': n} frames it sent, the stamp (s) of
+    each block's first frame)."""
     from tqdm import tqdm
     cmd = [sys.executable, "-m", f"{PACKAGE}.bench_ros_roles", "camera", "--video", args.video,
            "--frames", str(args.frames), "--rate", str(args.rate), "--width", str(args.width),
@@ -218,19 +233,21 @@ def _run_camera(args, zmq_endpoint: str, procs: dict, log, received: dict) -> di
     if cam.poll() is None or cam.returncode != 0:
         raise RuntimeError(f"camera process failed (status {cam.poll()}, output {out})")
     lines = [ln for ln in out.read_text().splitlines() if ln.startswith("{")]
-    return json.loads(lines[-1])["sent"]
+    report = json.loads(lines[-1])
+    return report["sent"], report["block_starts"]
 
 
-def _figures(args, sent: dict, received: dict) -> dict:
+def _figures(args, sent: dict, received: dict, block_starts: list[float]) -> dict:
     fig = {"frames": args.frames, "rate_hz": args.rate, "width": args.width, "height": args.height,
            "model": args.model, "block": args.block, "warmup": args.warmup, "target_extra_p95_ms": TARGET_EXTRA_P95_MS}
     for path in ("ros", "zmq"):
         fig[f"{path}_sent"], fig[f"{path}_received"] = sent[path], len(received[path])
-        fig[f"{path}_p50_ms"], fig[f"{path}_p95_ms"] = percentiles(received[path], args.warmup)
+        fig[f"{path}_p50_ms"], fig[f"{path}_p95_ms"] = percentiles([lat for _, lat in received[path]], args.warmup)
     for q, pct in (("p50", 50), ("p95", 95)):
         r, z = fig[f"ros_{q}_ms"], fig[f"zmq_{q}_ms"]
         fig[f"ros_minus_zmq_{q}_ms"] = None if r is None or z is None else r - z
-        fig[f"ros_minus_zmq_{q}_ci90_ms"] = difference_interval(received["ros"], received["zmq"], args.warmup, pct)
+        fig[f"ros_minus_zmq_{q}_ci90_ms"] = difference_interval(received["ros"], received["zmq"], block_starts,
+                                                                args.warmup, pct)
     _print(fig)
     return fig
 

@@ -93,6 +93,7 @@ def camera_main(a) -> int:
     push.setsockopt(zmq.SNDHWM, 2)
     push.connect(a.zmq)
     sent = {"ros": 0, "zmq": 0}
+    block_starts = []  # time (s) each block's first frame was stamped: lets the bench pair ROS and ZeroMQ blocks
     with rclpy.init(args=[]):
         node = rclpy.create_node("vsgg_bench_camera")
         pub = node.create_publisher(Image, a.topic, qos_profile_sensor_data)
@@ -110,6 +111,8 @@ def camera_main(a) -> int:
             img = frames[content_of_frame(i, a.block) % len(frames)]
             path = path_of_frame(i, a.block)
             now_ns = time.time_ns()
+            if i % a.block == 0:
+                block_starts.append(now_ns * 1e-9)
             if path == "ros":
                 msg = Image(height=img.shape[0], width=img.shape[1], encoding="bgr8", is_bigendian=0,
                             step=img.shape[1] * 3)
@@ -126,7 +129,7 @@ def camera_main(a) -> int:
         node.destroy_node()
     push.close()
     zctx.term()
-    print(json.dumps({"sent": sent}), flush=True)
+    print(json.dumps({"sent": sent, "block_starts": block_starts}), flush=True)
     return 0
 
 
