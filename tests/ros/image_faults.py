@@ -1,7 +1,7 @@
 """Test helper process: receive sensor_msgs/Image messages and print the page faults each one cost.
 
 ``python tests/ros/image_faults.py --topic T --count N --tuned 0|1``: subscribes to T (sensor-data QoS), with
-engine.malloc_tuning.keep_freed_buffers() applied first when ``--tuned 1``; after the first ``--skip`` messages,
+vsgg_nodes.malloc_tuning.keep_freed_buffers() applied first when ``--tuned 1``; after the first ``--skip`` messages,
 counts this process's minor page faults (getrusage) over the next ``--count``; prints one JSON line
 {"received": n, "faults_per_msg": f} and exits (status 1 when fewer than --count arrived within --timeout s)."""
 import argparse
@@ -20,7 +20,7 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=60.0)
     a = p.parse_args()
     if a.tuned:
-        from engine.malloc_tuning import keep_freed_buffers
+        from vsgg_nodes.malloc_tuning import keep_freed_buffers
         if not keep_freed_buffers():
             print(json.dumps({"error": "keep_freed_buffers() had no effect"}), flush=True)
             return 1

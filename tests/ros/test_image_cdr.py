@@ -10,7 +10,7 @@ from rclpy.serialization import serialize_message  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from vsgg_nodes import convert  # noqa: E402
-from vsgg_nodes.image_cdr import image_from_cdr  # noqa: E402
+from vsgg_nodes.image_cdr import image_from_cdr, max_serialized_bytes  # noqa: E402
 
 
 def image(h, w, encoding="bgr8", channels=3, pad=0, frame_id="camera", sec=1796575461, nanosec=123456789):
@@ -75,3 +75,9 @@ def test_every_truncation_and_garbage_is_a_named_value_error():
             image_from_cdr(junk)
         except ValueError:
             pass
+
+
+def test_byte_limit_admits_every_image_within_the_pixel_limit():
+    widest = image(480, 640, "bgra8", 4, pad=64, frame_id="f" * 200)  # widest encoding, padded rows, long frame id
+    assert len(serialize_message(widest)) <= max_serialized_bytes(640 * 480)
+    assert max_serialized_bytes(640 * 480) < 3_000_000  # the 3 MB image of the node test is over it

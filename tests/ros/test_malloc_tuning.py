@@ -1,4 +1,4 @@
-"""engine.malloc_tuning on a real image stream: a 640x480 sensor_msgs/Image received over Fast DDS costs hundreds
+"""vsgg_nodes.malloc_tuning on a real image stream: a 640x480 sensor_msgs/Image received over Fast DDS costs hundreds
 of page faults with glibc's default malloc settings and almost none with keep_freed_buffers() (a count, not a
 timing: the machine is shared)."""
 import json
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 wheels missing: run `make ros`")
-from engine.malloc_tuning import keep_freed_buffers  # noqa: E402
+from vsgg_nodes.malloc_tuning import keep_freed_buffers  # noqa: E402
 
 HELPER = Path(__file__).with_name("image_faults.py")
 

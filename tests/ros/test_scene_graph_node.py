@@ -59,7 +59,7 @@ def _set(probe, node_name, name, value):
 def test_pipeline_lifecycle_services_and_bad_input(probe, clip, tmp_path):
     sg_log = open(tmp_path / "scene_graph_node.log", "w")
     sg = start("scene_graph_node", {"max_frame_age_s": 5.0, "filter.enter": 0.3, "filter.exit": 0.2,
-                                    "filter.min_duration_s": 0.1},
+                                    "filter.min_duration_s": 0.1, "max_image_pixels": 640 * 480},
                ["-r", "__ns:=/vsgg", "-r", "image_raw:=/cam/image_raw"], log=sg_log)
     video = None
     name = "vsgg/scene_graph_node"
@@ -92,7 +92,9 @@ def test_pipeline_lifecycle_services_and_bad_input(probe, clip, tmp_path):
         assert wait_until(lambda: bad_pub.get_subscription_count() > 0, 10)
         for kw in ({"encoding": "bgr8", "step": 30, "data": b"\0" * 10},
                    {"encoding": "32FC1", "step": 40, "data": b"\0" * 400},
-                   {"encoding": "bgr8", "height": 30000, "width": 30000, "step": 90000, "data": b""}):
+                   {"encoding": "bgr8", "height": 30000, "width": 30000, "step": 90000, "data": b""},
+                   # 3 MB: over the byte limit of max_image_pixels 640x480, dropped before it is queued
+                   {"encoding": "bgr8", "height": 1000, "width": 1000, "step": 3000, "data": b"\0" * 3_000_000}):
             m = Image(height=kw.pop("height", 10), width=kw.pop("width", 10), **{k: v for k, v in kw.items()
                                                                                  if k != "data"})
             m.header.stamp = probe.get_clock().now().to_msg()
@@ -144,3 +146,4 @@ def test_pipeline_lifecycle_services_and_bad_input(probe, clip, tmp_path):
         sg_log.close()
     text = (tmp_path / "scene_graph_node.log").read_text()
     assert "input skipped" in text  # logged throttled (one line per 5 s), the node kept running
+    assert "-byte image is over the 2523136-byte limit" in text  # the 3 MB one, refused before the mailbox

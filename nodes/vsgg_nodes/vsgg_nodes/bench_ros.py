@@ -114,12 +114,14 @@ def difference_interval(ros: list[tuple[float, float]], zmq: list[tuple[float, f
     It cannot see what changes from one run to the next (where the processes landed): compare several runs too.
     None when fewer than 2 pairs have deltas of both pipelines."""
     starts = np.asarray(block_starts, np.float64)
-    by_pair: dict[int, tuple[list, list]] = {}
-    for side, rows in enumerate((ros[warmup:], zmq[warmup:])):
-        for stamp, lat in rows:
-            block = int(np.searchsorted(starts, stamp + 1e-6, side="right")) - 1  # stamps match to the microsecond
-            by_pair.setdefault(max(block, 0) // 2, ([], []))[side].append(lat)
-    pairs = [(np.asarray(r), np.asarray(z)) for r, z in by_pair.values() if r and z]
+    sides = []
+    for rows in (ros[warmup:], zmq[warmup:]):
+        a = np.asarray(rows, np.float64).reshape(-1, 2)  # (stamp, latency)
+        # the block each frame belongs to (stamps match the block starts to the microsecond), then its pair
+        pair = np.maximum(np.searchsorted(starts, a[:, 0] + 1e-6, side="right") - 1, 0) // 2
+        sides.append((pair, a[:, 1]))
+    (pr, lr), (pz, lz) = sides
+    pairs = [(lr[pr == k], lz[pz == k]) for k in np.intersect1d(pr, pz)]
     if len(pairs) < 2:
         return None
     rng = np.random.default_rng(seed)

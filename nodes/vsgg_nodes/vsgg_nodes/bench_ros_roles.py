@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--params", required=True, help="scene_graph_node parameter values, JSON")
     e.add_argument("--ready-file", required=True)
     a = p.parse_args(argv)
-    from engine.malloc_tuning import keep_freed_buffers
+    from vsgg_nodes.malloc_tuning import keep_freed_buffers
     from vsgg_nodes.node_process import die_with_parent
     die_with_parent()  # no role outlives the bench
     keep_freed_buffers()  # as scene_graph_node does (node_main.run_node): both pipelines move frames the same way

@@ -22,6 +22,13 @@ _ORDER = {b"\x00\x01": "<", b"\x00\x07": "<", b"\x00\x00": ">", b"\x00\x06": ">"
 MAX_STRING_BYTES = 4096  # frame_id and encoding: a longer one is a malformed message, not a camera name
 
 
+def max_serialized_bytes(max_pixels: int) -> int:
+    """The most bytes a serialized Image of at most ``max_pixels`` pixels may take: 4 bytes per pixel (bgra8, the
+    widest accepted encoding), doubled for row padding, plus 64 KiB for the header and strings. scene_graph_node
+    drops a larger message as it arrives, so its one-slot mailbox never holds more."""
+    return 8 * int(max_pixels) + 65536
+
+
 @dataclass(frozen=True)
 class Time:
     sec: int
@@ -63,11 +70,15 @@ class _Reader:
         size = struct.calcsize(fmt)
         return struct.unpack_from(self.order + fmt, self.buf, self._take(size, size, field))[0]
 
+    def view(self, n: int, field: str) -> memoryview:
+        start = self._take(n, 1, field)
+        return self.buf[start: self.pos]
+
     def string(self, field: str) -> str:
         n = self.num("I", field + " length")
         if not 1 <= n <= MAX_STRING_BYTES:
             raise ValueError(f"image CDR: {field} length {n} is not in 1..{MAX_STRING_BYTES} (with its NUL)")
-        raw = self.buf[self._take(n, 1, field): self.pos]
+        raw = self.view(n, field)
         if raw[-1] != 0:
             raise ValueError(f"image CDR: {field} is not NUL-terminated")
         try:
@@ -91,6 +102,5 @@ def image_from_cdr(buf: bytes | bytearray | memoryview) -> CdrImage:
     height, width = r.num("I", "height"), r.num("I", "width")
     encoding = r.string("encoding")
     is_bigendian, step = r.num("B", "is_bigendian"), r.num("I", "step")
-    n = r.num("I", "data length")
-    data = mv[r._take(n, 1, "data"): r.pos].toreadonly()
+    data = r.view(r.num("I", "data length"), "data").toreadonly()
     return CdrImage(header, height, width, encoding, is_bigendian, step, data)

@@ -5,6 +5,7 @@ import sys
 from typing import Callable
 
 from vsgg_nodes import dds_env
+from vsgg_nodes.malloc_tuning import keep_freed_buffers
 
 
 def run_node(make_node: Callable, args: list[str] | None = None) -> int:
@@ -14,8 +15,8 @@ def run_node(make_node: Callable, args: list[str] | None = None) -> int:
     Single-threaded because no callback of a vsgg node blocks (scene_graph_node runs inference on its own worker
     thread), so services and parameter changes stay responsive without a pool. rclpy's MultiThreadedExecutor hands
     every callback to a Python thread pool, and on this 2-core machine those extra threads fought the inference
-    thread for the GIL: ``vsgg bench ros`` measured +13 to +20 ms per frame (median) over ZeroMQ with it, +1.6 to
-    +2.5 ms with the single-threaded executor.
+    thread for the GIL: ``vsgg bench ros`` measured +13 to +20 ms per frame (median) over ZeroMQ with it, about
+    +2 ms with the single-threaded executor.
 
     Exits with status 1 before any context exists when the environment could let DDS traffic leave the machine
     (vsgg_nodes.dds_env)."""
@@ -24,7 +25,6 @@ def run_node(make_node: Callable, args: list[str] | None = None) -> int:
     except RuntimeError as e:
         print(e, file=sys.stderr)
         return 1
-    from engine.malloc_tuning import keep_freed_buffers
     keep_freed_buffers()  # frame-sized DDS and image buffers reused, not page-faulted in afresh (-1.3 ms per image)
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor

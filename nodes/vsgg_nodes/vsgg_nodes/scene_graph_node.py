@@ -42,7 +42,7 @@ from sensor_msgs.msg import Image
 from vsgg_msgs.srv import GetSceneGraph, ResetGraph
 
 from vsgg_nodes import convert
-from vsgg_nodes.image_cdr import image_from_cdr
+from vsgg_nodes.image_cdr import image_from_cdr, max_serialized_bytes
 from vsgg_nodes.node_engine import FILTER_PARAMS, build_engine
 from vsgg_nodes.node_main import run_node
 from vsgg_nodes.node_params import SCENE_GRAPH_NODE, scene_graph_conflicts
@@ -112,6 +112,7 @@ class SceneGraphNode(LifecycleNode):
         self._graph_pub = self.create_publisher(SceneGraph, "graph", GRAPH_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._raw_images = p("input").value == "image"
+        self._max_raw_bytes = max_serialized_bytes(p("max_image_pixels").value)
         if self._raw_images:
             # serialized bytes: parsed on the worker thread without copying the pixels (vsgg_nodes.image_cdr)
             sub = self.create_subscription(Image, "image_raw", self._on_input, qos_profile_sensor_data, raw=True)
@@ -171,6 +172,11 @@ class SceneGraphNode(LifecycleNode):
     def _on_input(self, msg) -> None:
         """Executor thread: hand the newest message to the worker (never blocks on inference)."""
         self._stats["received"] += 1
+        if self._raw_images and len(msg) > self._max_raw_bytes:  # never queued: the mailbox is bounded in bytes
+            self._stats["dropped_bad"] += 1
+            self.get_logger().error(f"input skipped: a {len(msg)}-byte image is over the {self._max_raw_bytes}-byte "
+                                    f"limit of max_image_pixels", throttle_duration_sec=5.0)
+            return
         with self._cv:
             if self._pending is not None:
                 self._stats["dropped_busy"] += 1
