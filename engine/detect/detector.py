@@ -191,6 +191,8 @@ class OnnxDetector:
         options = ort.SessionOptions()
         if cfg.intra_op_threads:
             options.intra_op_num_threads = cfg.intra_op_threads
+        if not cfg.allow_spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(self.model_path, sess_options=options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for unreadable or invalid models

