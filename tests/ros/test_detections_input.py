@@ -107,7 +107,7 @@ def test_detection2darray_input_across_processes(vision_msgs_prefix, probe, tmp_
             if k == NAN_FRAME:  # skipped: no delta; /diagnostics counts it as malformed
                 assert wait_until(lambda: diag and int(diag[-1]["dropped_bad"]) == 1, 20), diag[-1:]
                 continue
-            seq += 1  # one at a time: the node's one-slot mailbox never drops a frame
+            seq += 1  # one at a time: the node never supersedes a frame
             assert wait_until(lambda: follow.graph is not None and follow.graph.seq == seq, 20), \
                 f"frame {k}: no delta with seq {seq}"
         assert sg.poll() is None, "scene_graph_node died"

@@ -64,7 +64,7 @@ def test_overlay_images_match_the_input_and_show_the_boxes(probe, tmp_path):
             return convert.stamp_of(m) in got and convert.stamp_of(m) in follow.by_stamp
 
         # a first frame until it comes back (the node's subscription has matched this publisher), then 5 rgb8 and
-        # 2 bgr8 frames one at a time: the node's one-slot mailbox never drops one
+        # 2 bgr8 frames one at a time: the node never supersedes one
         sent = [publish_until(pub, lambda i: frame(i, "rgb8"), arrived)[-1]]
         k0 = sent[0].header.stamp.sec - 2000
         for k in range(k0 + 1, k0 + 8):

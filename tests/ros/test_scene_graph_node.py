@@ -100,7 +100,7 @@ def test_pipeline_lifecycle_services_and_bad_input(probe, clip, tmp_path):
             m.header.stamp = probe.get_clock().now().to_msg()
             m.data = kw["data"]
             bad_pub.publish(m)
-            time.sleep(0.5)  # one at a time: the node's one-slot mailbox keeps only the newest frame
+            time.sleep(0.5)  # one at a time: the node processes only the newest waiting frame
         assert wait_until(lambda: video.poll() is not None, 30)
         n = -1
         while n != len(follow.by_seq):  # until the node has worked off its last frame
@@ -146,4 +146,4 @@ def test_pipeline_lifecycle_services_and_bad_input(probe, clip, tmp_path):
         sg_log.close()
     text = (tmp_path / "scene_graph_node.log").read_text()
     assert "input skipped" in text  # logged throttled (one line per 5 s), the node kept running
-    assert "-byte image is over the 2523136-byte limit" in text  # the 3 MB one, refused before the mailbox
+    assert "-byte image is over the 2523136-byte limit" in text  # the 3 MB one, refused as soon as it is taken

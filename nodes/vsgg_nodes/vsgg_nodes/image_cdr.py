@@ -25,7 +25,7 @@ MAX_STRING_BYTES = 4096  # frame_id and encoding: a longer one is a malformed me
 def max_serialized_bytes(max_pixels: int) -> int:
     """The most bytes a serialized Image of at most ``max_pixels`` pixels may take: 4 bytes per pixel (bgra8, the
     widest accepted encoding), doubled for row padding, plus 64 KiB for the header and strings. scene_graph_node
-    drops a larger message as it arrives, so its one-slot mailbox never holds more."""
+    drops a larger message as soon as it takes it, before parsing or keeping it."""
     return 8 * int(max_pixels) + 65536
 
 
