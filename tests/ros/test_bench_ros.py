@@ -90,7 +90,7 @@ def test_percentiles_leave_out_warmup():
 
 @pytest.mark.parametrize("flag, value, message", [
     ("frames", 1, "--frames: must be >= 2"), ("block", 0, "--block: must be >= 1"),
-    ("frames", 10, "--frames: 10 frames with --block 15"), ("rate", 0.0, "--rate must be"),
+    ("frames", 60, "--frames: 60 frames with --block 90"), ("rate", 0.0, "--rate must be"),
     ("video", "/nonexistent.mp4", "--video: no such file"),
 ])
 def test_bad_options_named(flag, value, message):
