@@ -37,8 +37,7 @@ def pair(rclpy_context):
     yield node, taker, ex, pub
     ex.shutdown()
     th.join(timeout=5)
-    for ent in taker.entities():
-        (node.destroy_subscription if hasattr(ent, "msg_type") else node.destroy_guard_condition)(ent)
+    taker.destroy()
     src.destroy_node()
     node.destroy_node()
 
@@ -88,8 +87,7 @@ def test_raw_taker_gives_serialized_bytes(rclpy_context, pair):
         msg, n = take_within(raw, 5)
         assert isinstance(msg, bytes) and b"bytes please" in msg and n == 1
     finally:
-        for ent in raw.entities():
-            (node.destroy_subscription if hasattr(ent, "msg_type") else node.destroy_guard_condition)(ent)
+        raw.destroy()
 
 
 def test_pending_input_does_not_wake_the_executor(pair):

@@ -11,9 +11,9 @@ the stamp is taken just before the publish (send) call.
 
 ``python -m vsgg_nodes.bench_ros_roles zmq-engine ...``: the same Engine as scene_graph_node (built from the same
 parameter values by ``node_engine.build_engine``, warmed up) fed from a ZeroMQ PULL socket that keeps only the
-newest frame (CONFLATE: the counterpart of the node's best-effort subscription, of which it processes the newest), each
-delta published by engine.transport.GraphPublisher. Its bound endpoints go to ``--ready-file`` (JSON) once it is
-ready. Stops on SIGINT/SIGTERM.
+newest frame (CONFLATE: the counterpart of the node's best-effort subscription, of which it processes the
+newest), each delta published by engine.transport.GraphPublisher. Its bound endpoints go to ``--ready-file``
+(JSON) once it is ready. Stops on SIGINT/SIGTERM.
 
 ZeroMQ frame message (one part, little-endian): float64 t (s), uint32 height, uint32 width, then height * width *
 3 bytes of BGR pixels.

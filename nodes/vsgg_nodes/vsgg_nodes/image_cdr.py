@@ -1,9 +1,8 @@
 """Read a serialized sensor_msgs/Image (CDR, as a raw rclpy subscription hands it over) without copying its pixels.
 
-scene_graph_node subscribes to images with ``raw=True`` and parses them here, on its inference thread, because
-rclpy's own conversion to a Python message costs about 1.1 ms per 640x480 frame (a copy into an ``array.array``)
-and runs on the executor thread, where it held the GIL while the inference thread worked on the previous frame.
-Here the pixels stay a view into the received buffer. Pure Python, no rclpy.
+scene_graph_node takes its images with ``raw=True`` and parses them here, on its inference thread, because
+rclpy's own conversion to a Python message costs about 1.1 ms per 640x480 frame (a copy into an ``array.array``,
+holding the GIL). Here the pixels stay a view into the received buffer. Pure Python, no rclpy.
 
 Layout (OMG CDR / XCDR1 and XCDR2 agree for this type, which has no member wider than 4 bytes): a 4-byte
 encapsulation header (2-byte representation id: 0x0001 CDR_LE, 0x0007 CDR2_LE, 0x0000 CDR_BE, 0x0006 CDR2_BE, then

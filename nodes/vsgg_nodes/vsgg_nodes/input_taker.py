@@ -91,6 +91,7 @@ class InputTaker:
                 newest, taken = got[0], taken + 1
         return newest, taken
 
-    def entities(self) -> list:
-        """The subscription and guard condition, for the node to destroy (after the reading thread stopped)."""
-        return [self.subscription, self._wake]
+    def destroy(self) -> None:
+        """Destroy the subscription and guard condition (after the thread calling ``take_newest`` stopped)."""
+        self._node.destroy_subscription(self.subscription)
+        self._node.destroy_guard_condition(self._wake)

@@ -122,7 +122,7 @@ class SceneGraphNode(LifecycleNode):
         else:
             from vision_msgs.msg import Detection2DArray  # optional package: imported only when used
             self._input = InputTaker(self, Detection2DArray, "detections", qos_profile_sensor_data)
-        self._ros = [self._delta_pub, self._graph_pub, self._diag_pub, *self._input.entities(),
+        self._ros = [self._delta_pub, self._graph_pub, self._diag_pub,
                      self.create_service(GetSceneGraph, "get_graph", self._on_get_graph),
                      self.create_service(ResetGraph, "reset", self._on_reset),
                      self.create_timer(p("diagnostics_period_s").value, self._publish_diagnostics)]
@@ -167,10 +167,10 @@ class SceneGraphNode(LifecycleNode):
                 self.destroy_publisher(ent)
             elif hasattr(ent, "srv_type"):
                 self.destroy_service(ent)
-            elif hasattr(ent, "trigger"):
-                self.destroy_guard_condition(ent)
             else:
                 self.destroy_subscription(ent)
+        if self._input is not None:
+            self._input.destroy()
         self._ros, self._overlay, self._input = [], None, None
 
     # ------------------------------------------------------------------------------------------ input
