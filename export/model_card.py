@@ -130,6 +130,43 @@ MEVA_LIMITS = (
 )
 
 
+def _ratio_lines(t: dict, v: dict) -> list[str]:
+    """The card's paragraph on the mAP ratio to the frequency prior and its ceiling (``offline_train.eval_meva.
+    clip_kinds``); empty for figures measured before the clip kinds existed."""
+    kt, kv = t.get("clip_kinds"), v.get("clip_kinds")
+    if not kt or not kv:
+        return []
+    ratio = t["model"]["mAP"] / t["baselines"]["frequency_prior"]["mAP"]
+    lines = ["", "**mAP against the frequency prior, and its ceiling.** mAP is the mean of per-clip AP, and a clip "
+             "whose every instance is the prior's first guess for its category pair (on MEVA: people who only talk) "
+             "is one the constant prior already scores near 1. No method can score above 1, so the highest mAP "
+             "ratio to the prior that any method can reach is 1 / (the prior's mAP):", "",
+             "| dates | clips the prior explains | their mAP, model / prior | other clips | their mAP, model / prior "
+             "| mAP ratio, model / prior | highest ratio possible |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, k, f in (("test", kt, t), ("val", kv, v)):
+        e, r = k["explained"], k["rest"]
+        got = f["model"]["mAP"] / f["baselines"]["frequency_prior"]["mAP"]
+        both = (lambda b: f"{b['model']:.3f} / {b['frequency_prior']:.3f}" if b["n_videos"] else "–")
+        lines.append(f"| {name} | {e['n_videos']} ({e['n_gt']} instances) | {both(e)} | {r['n_videos']} "
+                     f"({r['n_gt']} instances) | {both(r)} | {got:.2f}x | {k['max_ratio_to_prior']:.2f}x |")
+    need = 2 * t["baselines"]["frequency_prior"]["mAP"]
+    verdict = []
+    if kv["max_ratio_to_prior"] < 2.0:
+        verdict.append(f"out of reach of any method on the val date (at most {kv['max_ratio_to_prior']:.2f}x)")
+    if need > 1.0:
+        verdict.append("out of reach of any method on the test dates")
+    elif need > 0.9:
+        verdict.append(f"on the test dates it takes mAP {need:.3f}, near-perfect detection on every clip")
+    if verdict:
+        lines += ["", f"So twice the prior's mAP is {'; '.join(verdict)}. This model: {ratio:.2f}x on the test dates."]
+    rest = [(name, k["rest"]) for name, k in (("the test dates", kt), ("the val date", kv))
+            if k["rest"]["n_videos"] and k["rest"]["frequency_prior"] > 0]
+    if rest:
+        lines += ["On the clips the prior does not explain, the model's mAP is " + " and ".join(
+            f"{r['model'] / r['frequency_prior']:.2f}x the prior's on {name}" for name, r in rest) + "."]
+    return lines
+
+
 def write_meva_model_card(path: str | Path, meta: CheckpointMeta, info: ModelInfo, figures: dict) -> Path:
     """Write the card of a model trained on MEVA; ``figures`` is release.json's content (meva_test, meva_val)."""
     cfg = meta.config
@@ -204,6 +241,7 @@ def write_meva_model_card(path: str | Path, meta: CheckpointMeta, info: ModelInf
     lines += ["", f"Val date ({v['n_videos']} clips, {v['n_gt']} instances), for reference:", ""]
     lines += _table([("this model", v["model"])] + [(f"baseline: {k.replace('_', ' ')}", x)
                                                     for k, x in v["baselines"].items()])
+    lines += _ratio_lines(t, v)
     rec, gt = t["per_predicate_recall@50"], t["gt_predicates"]
     prior = t["baseline_per_predicate_recall@50"].get("frequency_prior", {})
     lines += ["", "Per-predicate recall@50 on the test dates (ground-truth instances; frequency prior):", "",

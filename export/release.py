@@ -181,7 +181,8 @@ def _meva_block(rep: dict) -> dict:
             "baseline_per_predicate_recall@50": {k: v["per_predicate_recall@50"]
                                                  for k, v in rep.get("baselines", {}).items()},
             "gt_predicates": rep["model"]["gt_predicates"], "merge": rep["merge"], "wall_s": rep["wall_s"],
-            "confusion": rep.get("confusion", {}), "merge_compare": rep.get("merge_compare", {})}
+            "confusion": rep.get("confusion", {}), "merge_compare": rep.get("merge_compare", {}),
+            "clip_kinds": rep.get("clip_kinds", {})}
 
 
 def _release_meva(args, src: Path, out: Path, info, meta, figures: dict, t0: float) -> int:

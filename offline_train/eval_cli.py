@@ -96,6 +96,17 @@ def run(args) -> int:
         d, tg = r["relation_detection"], r["relation_tagging"]
         print(f"  {name:16s} mAP {d['mAP']:.3f}  R@50 {d['R@50']:.3f}  R@100 {d['R@100']:.3f}  "
               f"P@1 {tg['P@1']:.3f}  P@5 {tg['P@5']:.3f}  P@10 {tg['P@10']:.3f}  mR@50 {r['mean_recall@50']:.3f}")
+    kinds = report.get("clip_kinds")
+    if kinds:
+        for kind, what in (("explained", "clips the prior's first guess explains"), ("rest", "other clips")):
+            k = kinds[kind]
+            if k["n_videos"]:
+                print(f"  {what}: {k['n_videos']} ({k['n_gt']} GT), mAP model {k['model']:.3f}, "
+                      f"prior {k['frequency_prior']:.3f}")
+        if kinds["max_ratio_to_prior"] is not None:
+            ratio = m["relation_detection"]["mAP"] / report["baselines"]["frequency_prior"]["relation_detection"]["mAP"]
+            print(f"  mAP ratio model / prior {ratio:.2f}x; highest possible (1 / prior mAP) "
+                  f"{kinds['max_ratio_to_prior']:.2f}x")
     print(f"predictions: {args.out}\nreport: {args.report}" + (f"\nchart: {report['chart']}" if "chart" in report
                                                                  else ""))
     return 0

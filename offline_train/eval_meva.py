@@ -175,6 +175,8 @@ def run_eval_meva(model_path, meva_paths, out, report_path, *, split: str = "tes
                                      for k, p in other.items()}}
         for (name, mc), other in zip(compare_merges.items(), every[1:])}
     full["confusion"] = predicate_confusion(anns, preds["model"])
+    if baselines and m.prior is not None and "frequency_prior" in preds:
+        full["clip_kinds"] = clip_kinds(anns, preds, m.prior, m.objects, m.predicates)
     full["wall_s"] = round(time.time() - t0, 1)
     write_outputs(preds["model"], full, out, report_path)
     chart = Path(report_path).with_suffix(".png")
@@ -216,3 +218,45 @@ def predicate_confusion(anns30: list, preds: dict) -> dict[str, dict[str, int]]:
                     break
             out.setdefault(g.triplet[1], Counter())[best] += 1
     return {k: dict(v.most_common()) for k, v in sorted(out.items())}
+
+
+def prior_explains(ann, prior: np.ndarray, objects: Vocabulary, predicates: Vocabulary) -> bool:
+    """True when every ground-truth instance of ``ann`` is of the predicate that the frequency prior ``prior``
+    (C_obj, C_obj, C_pred) ranks first for its subject and object categories: a clip that a constant per-category
+    guess names correctly (on MEVA, mostly clips where people only talk). Names outside the vocabularies: False."""
+    for r in ann.relations:
+        s, o = ann.categories[ann.column(r.subject_tid)], ann.categories[ann.column(r.object_tid)]
+        if s not in objects.names or o not in objects.names or r.predicate not in predicates.names:
+            return False
+        if predicates.names[int(np.argmax(prior[objects.index(s), objects.index(o)]))] != r.predicate:
+            return False
+    return True
+
+
+def clip_kinds(anns30: list, preds: dict[str, dict], prior: np.ndarray, objects: Vocabulary,
+               predicates: Vocabulary) -> dict:
+    """mAP of each method over two kinds of clips: those whose every instance is the prior's first guess for its
+    category pair (``prior_explains``) and the rest, plus ``max_ratio_to_prior`` = 1 / the prior's mAP over all
+    clips, the largest mAP ratio to the prior that any method can reach (mAP is at most 1; None when the prior
+    scores 0).
+
+    ``preds``: {method: {video_id: [VideoRelation]}}, methods as ``METHODS``. Clips without an instance are left
+    out, as the scorer does. Returns {"explained": {"n_videos", "n_gt", method: mAP, ...}, "rest": {...},
+    "max_ratio_to_prior": float}; a kind without clips has n_videos 0 and no mAP."""
+    from offline_train.metrics import (RelationDetectionConfig, evaluate_relation_detection,
+                                       video_relations_from_annotation)
+
+    gt = {a.video_id: video_relations_from_annotation(a) for a in anns30 if a.relations}
+    explained = {a.video_id for a in anns30 if a.relations and prior_explains(a, prior, objects, predicates)}
+    out: dict = {}
+    for kind, vids in (("explained", sorted(explained)), ("rest", sorted(set(gt) - explained))):
+        block: dict = {"n_videos": len(vids), "n_gt": sum(len(gt[v]) for v in vids)}
+        if vids:
+            for k, p in preds.items():
+                block[k] = evaluate_relation_detection({v: gt[v] for v in vids}, {v: p.get(v, []) for v in vids},
+                                                       RelationDetectionConfig())["mAP"]
+        out[kind] = block
+    every = evaluate_relation_detection(gt, {v: preds["frequency_prior"].get(v, []) for v in gt},
+                                        RelationDetectionConfig())["mAP"]
+    out["max_ratio_to_prior"] = 1.0 / every if every > 0 else None   # JSON has no infinity
+    return out

@@ -50,6 +50,11 @@ def test_report_has_the_vidvrd_keys_for_the_model_and_both_baselines(reports):
         assert set(block["relation_tagging"]) == {"P@1", "P@5", "P@10"}
         assert "per_predicate_recall@50" in block
     assert Path(one["chart"]).is_file()
+    kinds = one["clip_kinds"]
+    assert kinds["explained"]["n_videos"] + kinds["rest"]["n_videos"] == one["n_videos"]
+    assert kinds["explained"]["n_gt"] + kinds["rest"]["n_gt"] == one["n_gt"]
+    prior_map = one["baselines"]["frequency_prior"]["relation_detection"]["mAP"]
+    assert kinds["max_ratio_to_prior"] == pytest.approx(1 / prior_map)
 
 
 def test_sharding_over_workers_gives_the_same_report(reports):
@@ -79,6 +84,7 @@ def test_cli_meva_eval(meva_model, tmp_path, capsys):
                str(tmp_path / "p.json"), "--report", str(tmp_path / "r.json"), "--max-clips", "1"])
     out = capsys.readouterr().out
     assert rc == 0 and "prior_x_proximity" in out and (tmp_path / "r.png").is_file()
+    assert "other clips: 1 (" in out or "clips the prior's first guess explains: 1 (" in out
 
 
 def test_a_non_meva_model_is_refused(tmp_path, meva_model):
@@ -125,3 +131,40 @@ def test_confusion_names_the_predicate_ranked_first_on_the_gt_pair():
                    VideoRelation(("person", "person_enters_vehicle", "vehicle"), 0, 30, t(0), t(2), 0.99)]}
     assert predicate_confusion([ann], preds) == {"person_opens_vehicle_door": {"person_closes_vehicle_door": 1}}
     assert predicate_confusion([ann], {"v": []}) == {"person_opens_vehicle_door": {"none": 1}}
+
+
+def test_clip_kinds_split_the_clips_the_prior_explains_and_bound_the_ratio():
+    from engine.io.vidvrd import RelationInstance, VideoAnnotation
+    from engine.vocab import Vocabulary
+    from offline_train.eval_meva import clip_kinds, prior_explains
+    from offline_train.metrics import VideoRelation
+    objects = Vocabulary("objects", ("person", "vehicle"))
+    predicates = Vocabulary("predicates", ("talks_to", "opens_door", "closes_door"))
+    prior = np.zeros((2, 2, 3), np.float32)
+    prior[0, 0] = (0.8, 0.0, 0.0)          # person-person: talks_to first
+    prior[0, 1] = (0.0, 0.2, 0.3)          # person-vehicle: closes_door first
+    boxes = np.tile(np.array([[[0, 0, 10, 10], [20, 0, 30, 10]]], np.float32), (30, 1, 1))
+
+    def ann(vid, cats, pred):
+        return VideoAnnotation(vid, 30.0, 640, 480, np.array([1, 2]), cats, boxes,
+                               (RelationInstance(1, pred, 2, 0, 30),))
+
+    a = ann("a", ("person", "person"), "talks_to")                 # the prior's first guess
+    b = ann("b", ("person", "vehicle"), "opens_door")              # not its first guess
+    c = ann("c", ("person", "vehicle"), "rides")                   # a name outside the vocabulary
+    assert prior_explains(a, prior, objects, predicates)
+    assert not prior_explains(b, prior, objects, predicates)
+    assert not prior_explains(c, prior, objects, predicates)
+    t = lambda k: boxes[:, k].astype(np.float64)  # noqa: E731
+
+    def hit(x, p):
+        return [VideoRelation((x.categories[0], p, x.categories[1]), 0, 30, t(0), t(1), 0.9)]
+
+    preds = {"model": {"a": hit(a, "talks_to"), "b": hit(b, "opens_door")},
+             "frequency_prior": {"a": hit(a, "talks_to"), "b": hit(b, "closes_door")}}
+    out = clip_kinds([a, b], preds, prior, objects, predicates)
+    assert out["explained"] == {"n_videos": 1, "n_gt": 1, "model": 1.0, "frequency_prior": 1.0}
+    assert out["rest"] == {"n_videos": 1, "n_gt": 1, "model": 1.0, "frequency_prior": 0.0}
+    assert out["max_ratio_to_prior"] == pytest.approx(2.0)       # the prior's mAP is 0.5 over both clips
+    only_rest = clip_kinds([b], preds, prior, objects, predicates)
+    assert only_rest["explained"] == {"n_videos": 0, "n_gt": 0} and only_rest["max_ratio_to_prior"] is None
