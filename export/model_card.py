@@ -139,7 +139,7 @@ def _ratio_lines(t: dict, v: dict) -> list[str]:
     ratio = t["model"]["mAP"] / t["baselines"]["frequency_prior"]["mAP"]
     lines = ["", "**mAP against the frequency prior, and its ceiling.** mAP is the mean of per-clip AP, and a clip "
              "whose every instance is the prior's first guess for its category pair (on MEVA: people who only talk) "
-             "is one the constant prior already scores near 1. No method can score above 1, so the highest mAP "
+             "is one that the constant prior already scores well on (table below). No method can score above 1, so the highest mAP "
              "ratio to the prior that any method can reach is 1 / (the prior's mAP):", "",
              "| dates | clips the prior explains | their mAP, model / prior | other clips | their mAP, model / prior "
              "| mAP ratio, model / prior | highest ratio possible |", "|---|---:|---:|---:|---:|---:|---:|"]
