@@ -103,10 +103,10 @@ def run(args) -> int:
             if k["n_videos"]:
                 print(f"  {what}: {k['n_videos']} ({k['n_gt']} GT), mAP model {k['model']:.3f}, "
                       f"prior {k['frequency_prior']:.3f}")
-        if kinds["max_ratio_to_prior"] is not None:
-            ratio = m["relation_detection"]["mAP"] / report["baselines"]["frequency_prior"]["relation_detection"]["mAP"]
-            print(f"  mAP ratio model / prior {ratio:.2f}x; highest possible (1 / prior mAP) "
-                  f"{kinds['max_ratio_to_prior']:.2f}x")
+        prior_map = report["baselines"]["frequency_prior"]["relation_detection"]["mAP"]
+        if prior_map > 0:
+            print(f"  mAP ratio model / prior {m['relation_detection']['mAP'] / prior_map:.2f}x; highest possible "
+                  f"(1 / prior mAP) {1 / prior_map:.2f}x")
     print(f"predictions: {args.out}\nreport: {args.report}" + (f"\nchart: {report['chart']}" if "chart" in report
                                                                  else ""))
     return 0

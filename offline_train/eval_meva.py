@@ -236,13 +236,12 @@ def prior_explains(ann, prior: np.ndarray, objects: Vocabulary, predicates: Voca
 def clip_kinds(anns30: list, preds: dict[str, dict], prior: np.ndarray, objects: Vocabulary,
                predicates: Vocabulary) -> dict:
     """mAP of each method over two kinds of clips: those whose every instance is the prior's first guess for its
-    category pair (``prior_explains``) and the rest, plus ``max_ratio_to_prior`` = 1 / the prior's mAP over all
-    clips, the largest mAP ratio to the prior that any method can reach (mAP is at most 1; None when the prior
-    scores 0).
+    category pair (``prior_explains``), where the prior is already strong, and the rest. (Over all clips, no method
+    can reach an mAP ratio to the prior above 1 / the prior's mAP, since mAP is at most 1.)
 
     ``preds``: {method: {video_id: [VideoRelation]}}, methods as ``METHODS``. Clips without an instance are left
-    out, as the scorer does. Returns {"explained": {"n_videos", "n_gt", method: mAP, ...}, "rest": {...},
-    "max_ratio_to_prior": float}; a kind without clips has n_videos 0 and no mAP."""
+    out, as the scorer does. Returns {"explained": {"n_videos", "n_gt", method: mAP, ...}, "rest": {...}}; a kind
+    without clips has n_videos 0 and no mAP."""
     from offline_train.metrics import (RelationDetectionConfig, evaluate_relation_detection,
                                        video_relations_from_annotation)
 
@@ -256,7 +255,4 @@ def clip_kinds(anns30: list, preds: dict[str, dict], prior: np.ndarray, objects:
                 block[k] = evaluate_relation_detection({v: gt[v] for v in vids}, {v: p.get(v, []) for v in vids},
                                                        RelationDetectionConfig())["mAP"]
         out[kind] = block
-    every = evaluate_relation_detection(gt, {v: preds["frequency_prior"].get(v, []) for v in gt},
-                                        RelationDetectionConfig())["mAP"]
-    out["max_ratio_to_prior"] = 1.0 / every if every > 0 else None   # JSON has no infinity
     return out
